@@ -1,0 +1,242 @@
+"""The consumer: fetch assigned partitions from their leaders, hand records to the application in polls.
+
+Follows the Java client's ``Fetcher``: one fetch in flight per partition, sent when its buffer is empty;
+the leader answers at once if records are there below the high watermark, or after ``fetch.max.wait.ms``.
+A poll returns at most ``max.poll.records``. After a leader change the position is validated against the new
+leader's log (KIP-320): if that log diverged, the consumer moves back to where it agrees.
+Group membership and offset commits build on this (consumer groups).
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..configs import CONSUMER, Config
+from ..kafka import protocol as P
+from .client import Client
+
+
+class OffsetOutOfRange(Exception):
+    """auto.offset.reset=none and the position is not in the log (Kafka's OffsetOutOfRangeException)."""
+
+
+class Records:
+    """What one poll returned: per partition, numpy arrays of offsets, values and keys (and payloads)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts):
+        self.parts = parts          # list of (tp, offsets, values, keys, payloads or None)
+
+    def __len__(self):
+        return sum(len(p[1]) for p in self.parts)
+
+    def __iter__(self):
+        """(topic, partition, offset, value, key, payload) per record, for readable services."""
+        for tp, offsets, values, keys, payloads in self.parts:
+            for i in range(len(offsets)):
+                yield (tp[0], tp[1], int(offsets[i]), int(values[i]), int(keys[i]),
+                       None if payloads is None else payloads[i])
+
+
+class Consumer(Client):
+    def __init__(self, world, kafka, name: str = "consumer-1", config=None):
+        self.config = config if isinstance(config, Config) else Config("consumer", CONSUMER, config)
+        super().__init__(world, kafka, name, self.config.seconds("request.timeout.ms"),
+                         self.config.seconds("retry.backoff.ms"))
+        self.max_wait = self.config.seconds("fetch.max.wait.ms")
+        self.max_poll_records = self.config["max.poll.records"]
+        self.reset_policy = self.config["auto.offset.reset"]
+        self.assignment: list[tuple] = []
+        self._reset_consumer()
+
+    def _reset_consumer(self):
+        self.positions: dict[tuple, int | None] = {}
+        self.buffers: dict[tuple, deque] = {}
+        self.fetching: dict[tuple, int] = {}            # tp -> corr of the fetch in flight
+        self.fetch_epoch: dict[tuple, int] = {}         # leader epoch our position was fetched under
+        self.last_epoch: dict[tuple, int] = {}          # epoch of the last record returned
+        self.validate: set = set()
+        self.high_watermarks: dict[tuple, int] = {}
+        self.fetched_at: dict[tuple, float] = {}        # time of the last answered fetch
+        self.errors: list = []
+        self._data = None
+        self._blocked: dict[tuple, float] = {}
+        for tp in self.assignment:
+            self.positions[tp] = None
+            self.buffers[tp] = deque()
+
+    def on_crash(self):
+        self.world.history.event(self.now, self.name, "crash", detail="consumer process crashed")
+
+    def on_restart(self):
+        super().on_restart()
+        self._reset_consumer()
+
+    # ---- assignment -------------------------------------------------------------------------------------
+    def assign(self, tps, positions=None):
+        """Take these partitions; their positions come from ``positions`` or from auto.offset.reset."""
+        tps = [tuple(tp) for tp in tps]
+        self.assignment = tps
+        positions = positions or {}
+        self.positions = {tp: positions.get(tp) for tp in tps}
+        self.buffers = {tp: deque() for tp in tps}
+        for tp in list(self.fetching):
+            if tp not in self.positions:
+                del self.fetching[tp]
+        history = self.world.history
+        if tps:
+            for tp in tps:
+                history.event(self.now, self.name, "assign", type_="ok", topic=tp[0], partition=tp[1])
+        else:
+            history.event(self.now, self.name, "assign", type_="ok", detail="no partitions")
+        self._fetch_all()
+
+    # ---- the application's side -------------------------------------------------------------------------
+    def poll(self, timeout: float):
+        """SimPy generator: wait up to ``timeout`` for records; returns a Records (maybe empty)."""
+        env = self.world.env
+        self._fetch_all()
+        if not self._buffered():
+            self._data = env.event()
+            yield env.any_of([self._data, env.timeout(timeout)])
+            self._data = None
+        if self.errors:
+            error, self.errors = self.errors[0], []
+            raise error
+        return self._take()
+
+    def _buffered(self):
+        return any(self.buffers.get(tp) for tp in self.assignment)
+
+    def _take(self):
+        if not self.up:
+            return Records([])
+        room = self.max_poll_records
+        parts = []
+        history = self.world.history
+        op = history.new_op()
+        now = self.now
+        for tp in self.assignment:
+            buffer = self.buffers.get(tp)
+            while buffer and room > 0:
+                offsets, values, keys, payloads, epoch = buffer[0]
+                if len(offsets) > room:
+                    buffer[0] = (offsets[room:], values[room:], keys[room:],
+                                 None if payloads is None else payloads[room:], epoch)
+                    offsets, values, keys = offsets[:room], values[:room], keys[:room]
+                    payloads = None if payloads is None else payloads[:room]
+                else:
+                    buffer.popleft()
+                room -= len(offsets)
+                parts.append((tp, offsets, values, keys, payloads))
+                self.positions[tp] = int(offsets[-1]) + 1
+                self.last_epoch[tp] = epoch
+                history.polls(now, self.name, tp[0], tp[1], values, keys, offsets, op)
+        self._fetch_all()
+        return Records(parts)
+
+    def position(self, tp) -> int | None:
+        return self.positions.get(tuple(tp))
+
+    def seek(self, tp, offset: int):
+        tp = tuple(tp)
+        self.positions[tp] = offset
+        self.buffers[tp] = deque()
+        self.fetching.pop(tp, None)
+        self._fetch(tp)
+
+    # ---- fetching ---------------------------------------------------------------------------------------
+    def on_metadata(self, changed):
+        for tp in changed:
+            if tp in self.positions and tp in self.last_epoch and self.leaders[tp][1] > self.fetch_epoch.get(tp, -1):
+                self.validate.add(tp)
+        self._fetch_all()
+
+    def on_tick(self):
+        if self.up:
+            self._fetch_all()
+
+    def _fetch_all(self):
+        for tp in self.assignment:
+            if tp not in self.fetching and not self.buffers.get(tp) and self._blocked.get(tp, 0) <= self.now:
+                self._fetch(tp)
+
+    def _fetch(self, tp):
+        leader = self.leader_of(tp)
+        if leader < 0:
+            self._block(tp)
+            return self.refresh_metadata()
+        position = self.positions.get(tp)
+        epoch = self.leaders[tp][1]
+        if position is None:
+            which = "earliest" if self.reset_policy == "earliest" else "latest"
+            if self.reset_policy == "none":
+                self.errors.append(OffsetOutOfRange(f"no committed offset for {tp[0]}-{tp[1]} and "
+                                                    "auto.offset.reset=none"))
+                return self._wake()
+            self.fetching[tp] = self.request(leader, P.ListOffsetsRequest(0, tp, which),
+                                             lambda r, tp=tp: self._on_list_offsets(tp, r))
+            return
+        last = self.last_epoch.get(tp, -1) if tp in self.validate else -1
+        self.fetch_epoch[tp] = epoch
+        self.fetching[tp] = self.request(
+            leader, P.FetchRequest(0, tp, position, -1, epoch, last, self.max_wait),
+            lambda r, tp=tp, pos=position: self._on_fetch(tp, pos, r), timeout=self.request_timeout + self.max_wait)
+
+    def _block(self, tp):
+        self._blocked[tp] = self.now + self.retry_backoff
+
+    def _on_list_offsets(self, tp, response):
+        self.fetching.pop(tp, None)
+        if isinstance(response, str) or response.error is not None:
+            self._block(tp)
+            return self.refresh_metadata()
+        if tp in self.positions and self.positions[tp] is None:
+            self.positions[tp] = response.offset
+        self._fetch_all()
+
+    def _on_fetch(self, tp, position, response):
+        self.fetching.pop(tp, None)
+        if tp not in self.positions or self.positions[tp] != position:
+            return self._fetch_all()          # reassigned or moved while the fetch was out
+        error = response if isinstance(response, str) else response.error
+        if response.__class__ is not str and response.diverging_epoch is not None:
+            # KIP-320: the log we read from was truncated under us; go back to where the logs agree.
+            end = response.diverging_epoch[1]
+            self.validate.discard(tp)
+            if 0 <= end < position:
+                self.positions[tp] = end
+            return self._fetch_all()
+        if error == P.OFFSET_OUT_OF_RANGE:
+            if self.reset_policy == "none":
+                self.errors.append(OffsetOutOfRange(f"offset {position} is out of range for {tp[0]}-{tp[1]}"))
+                return self._wake()
+            self.positions[tp] = response.log_start if self.reset_policy == "earliest" else response.high_watermark
+            return self._fetch_all()
+        if error is not None:
+            self.refresh_metadata()
+            self._block(tp)
+            return
+        self.validate.discard(tp)
+        self.high_watermarks[tp] = response.high_watermark
+        self.fetched_at[tp] = self.now
+        buffer = self.buffers[tp]
+        for batch in response.batches:
+            if batch.end <= position:
+                continue
+            if batch.base < position:
+                batch = batch.tail(position)
+            n = len(batch)
+            offsets = np.arange(batch.base, batch.base + n, dtype=np.int64)
+            buffer.append((offsets, batch.values, batch.keys, batch.payloads, batch.epoch))
+            position += n
+        if buffer:
+            self._wake()
+        else:
+            self._fetch(tp)
+
+    def _wake(self):
+        if self._data is not None and not self._data.triggered:
+            self._data.succeed()

@@ -1,0 +1,399 @@
+"""The producer: accumulate records into batches, send them to partition leaders, retry, and (idempotently)
+number them so the leader can drop a retried duplicate.
+
+Follows the Java client (``RecordAccumulator``, ``Sender``, ``TransactionManager``): a batch is sent when
+``batch.size`` is full or ``linger.ms`` has passed; at most ``max.in.flight.requests.per.connection`` requests are
+outstanding per broker; a retriable error sends the batch again after ``retry.backoff.ms`` until
+``delivery.timeout.ms``. Without idempotence a retried batch can land after a later one (reordering) or twice (a
+lost response); with it, the producer id and per-partition sequence numbers let the leader refuse both (KIP-98).
+"""
+from __future__ import annotations
+
+from bisect import insort
+from collections import deque
+
+import numpy as np
+
+from ..configs import PRODUCER, Config, ConfigError
+from ..kafka import protocol as P
+from ..kafka.log import Batch
+from .client import Client
+from .partitioner import partition_for
+
+RETRIABLE = frozenset({
+    P.NOT_LEADER_OR_FOLLOWER, P.NOT_ENOUGH_REPLICAS, P.NOT_ENOUGH_REPLICAS_AFTER_APPEND, P.REQUEST_TIMED_OUT,
+    P.NETWORK_EXCEPTION, P.OUT_OF_ORDER_SEQUENCE_NUMBER, P.UNKNOWN_LEADER_EPOCH, P.FENCED_LEADER_EPOCH,
+})
+REFRESH = frozenset({P.NOT_LEADER_OR_FOLLOWER, P.NETWORK_EXCEPTION, P.REQUEST_TIMED_OUT,
+                     P.UNKNOWN_LEADER_EPOCH, P.FENCED_LEADER_EPOCH})
+
+
+class KafkaError(Exception):
+    """A send that failed for good; ``code`` is Kafka's error name."""
+
+    def __init__(self, code, message=""):
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+
+
+class RecordMetadata(tuple):
+    """(topic, partition, offset) of an acknowledged record; offset -1 when acks=0."""
+    __slots__ = ()
+
+    def __new__(cls, topic, partition, offset):
+        return super().__new__(cls, (topic, partition, offset))
+
+    topic = property(lambda self: self[0])
+    partition = property(lambda self: self[1])
+    offset = property(lambda self: self[2])
+
+
+def producer_config(given) -> tuple[Config, list[str]]:
+    """Check a producer config as the Java client does (ProducerConfig.postProcessAndValidateIdempotenceConfigs).
+
+    Returns the config and notes about settings Kafka changed on its own."""
+    config = Config("producer", PRODUCER, given)
+    notes = []
+    explicit = "enable.idempotence" in config.explicit
+    conflicts = []
+    if config["acks"] != "all":
+        conflicts.append(f"acks={config['acks']} (idempotence needs acks=all)")
+    if config["max.in.flight.requests.per.connection"] > 5:
+        conflicts.append("max.in.flight.requests.per.connection="
+                         f"{config['max.in.flight.requests.per.connection']} (idempotence allows at most 5)")
+    if config["retries"] == 0:
+        conflicts.append("retries=0 (idempotence needs retries > 0)")
+    if config["enable.idempotence"] and conflicts:
+        if explicit:
+            raise ConfigError("enable.idempotence=true is not allowed with " + "; ".join(conflicts)
+                              + ". Kafka's producer refuses this combination (ConfigException).")
+        config._values["enable.idempotence"] = False
+        notes.append("enable.idempotence was not set and " + "; ".join(conflicts)
+                     + ": Kafka turns idempotence off, and so does edsim")
+    if config["transactional.id"] and not config["enable.idempotence"]:
+        raise ConfigError("transactional.id is not allowed with enable.idempotence=false: transactions need "
+                          "an idempotent producer")
+    minimum = config["linger.ms"] + config["request.timeout.ms"]
+    if config["delivery.timeout.ms"] < minimum:
+        if "delivery.timeout.ms" in config.explicit:
+            raise ConfigError(f"delivery.timeout.ms={config['delivery.timeout.ms']} is not allowed: it must be at "
+                              f"least linger.ms + request.timeout.ms = {minimum}")
+        config._values["delivery.timeout.ms"] = minimum
+        notes.append(f"delivery.timeout.ms raised to linger.ms + request.timeout.ms = {minimum}, as Kafka does")
+    return config, notes
+
+
+class SendBatch:
+    """A batch on the client side: the records, who is waiting for them, and its delivery attempts."""
+
+    __slots__ = ("tp", "values", "keys", "payloads", "invoke_times", "created", "order", "attempts",
+                 "sequence", "wire", "retry_at", "maybe_written", "futures", "sealed", "count", "corr")
+
+    def __init__(self, tp, created, order):
+        self.tp = tp
+        self.values, self.keys, self.invoke_times, self.payloads, self.futures = [], [], [], None, None
+        self.created = created
+        self.order = order
+        self.attempts = 0
+        self.sequence = -1
+        self.wire = None
+        self.retry_at = 0.0
+        self.maybe_written = False
+        self.sealed = False
+        self.count = 0
+        self.corr = -1
+
+    def __lt__(self, other):
+        return self.order < other.order
+
+    def __len__(self):
+        return self.count
+
+
+class Producer(Client):
+    """A Kafka producer on the simulated network. ``send_many`` is the vectorised path the workload uses;
+    ``send`` returns a SimPy event for one record, for services written as SimPy processes."""
+
+    def __init__(self, world, kafka, name: str = "producer", config=None, record_size: int = 100):
+        config, self.notes = producer_config(config)
+        self.config = config
+        super().__init__(world, kafka, name, config.seconds("request.timeout.ms"), config.seconds("retry.backoff.ms"))
+        self.acks = config["acks"]
+        self.idempotent = config["enable.idempotence"]
+        self.retries = config["retries"]
+        self.max_in_flight = config["max.in.flight.requests.per.connection"]
+        self.delivery_timeout = config.seconds("delivery.timeout.ms")
+        self.linger = config.seconds("linger.ms")
+        self.records_per_batch = max(1, config["batch.size"] // max(1, record_size))
+        self._rng = world.rng(f"{name}/partitioner")
+        self.on_restarted = []               # callbacks after a restart (the workload resends there)
+        self.outcome_listeners = []          # callbacks (type, values) when sends end
+        self._reset_producer()
+
+    def _reset_producer(self):
+        self.producer_id = -1
+        self.producer_epoch = 0
+        self._sequences: dict[tuple, int] = {}
+        self.open: dict[tuple, SendBatch] = {}        # the accumulator: one open batch per partition
+        self.ready: dict[tuple, list] = {}            # sealed batches waiting to be sent, in order
+        self.sending: dict[int, SendBatch] = {}       # corr -> batch in flight
+        self.in_flight: dict[int, int] = {}           # broker id -> requests in flight
+        self.tp_in_flight: dict[tuple, int] = {}
+        self._sticky: dict[str, int] = {}
+        self._order = 0
+        self._reset_pending = False
+        self._pump_scheduled = False
+        self.unresolved = 0                            # records sent but not yet acknowledged or failed
+        if self.idempotent:
+            self._init_producer_id()
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def on_crash(self):
+        """Every record not yet acknowledged ends: ``info`` if it may be in the log, ``fail`` if never sent."""
+        self.world.history.event(self.now, self.name, "crash", detail="producer process crashed")
+        batches = list(self.open.values()) + [b for q in self.ready.values() for b in q] + list(self.sending.values())
+        for batch in sorted(batches):
+            self._finish(batch, "info" if batch.maybe_written or batch.attempts else "fail", error="CRASHED")
+        self.open, self.ready, self.sending = {}, {}, {}
+
+    def on_restart(self):
+        super().on_restart()
+        self._reset_producer()
+        for callback in self.on_restarted:
+            callback(self)
+
+    def _init_producer_id(self):
+        """InitProducerId: a new producer id for this session (idempotence holds within one session only)."""
+        bid = self.broker_ids[self._next_bootstrap % len(self.broker_ids)]
+        self._next_bootstrap += 1
+        self.request(bid, P.InitProducerIdRequest(0), self._on_producer_id)
+
+    def _on_producer_id(self, response):
+        if not isinstance(response, P.InitProducerIdResponse):
+            return self.call_later(self.retry_backoff, self._init_producer_id)
+        self.producer_id, self.producer_epoch = response.producer_id, response.producer_epoch
+        self._pump()
+
+    # ---- the application's side -------------------------------------------------------------------------
+    def partition(self, topic: str, key) -> int:
+        partitions = self.kafka.topics[topic]["partitions"]
+        return partition_for(key, partitions)
+
+    def send_many(self, topic: str, values, keys, invoke_times, payloads=None, futures=None):
+        """Append records (numpy arrays; key -1 means no key) to the accumulator."""
+        if topic not in self.kafka.topics:
+            raise ConfigError(f"unknown topic {topic!r}; known topics: {', '.join(self.kafka.topics)}")
+        if not self.up:
+            return
+        n = len(values)
+        self.unresolved += n
+        partitions = self.kafka.topics[topic]["partitions"]
+        keyed = keys >= 0
+        if keyed.all():
+            table = {int(k): partition_for(int(k), partitions) for k in np.unique(keys)}
+            parts = np.fromiter((table[int(k)] for k in keys), np.int64, n) if n > 1 else \
+                np.array([table[int(keys[0])]])
+            for p in np.unique(parts):
+                idx = np.flatnonzero(parts == p)
+                self._append((topic, int(p)), values[idx], keys[idx], invoke_times[idx],
+                             None if payloads is None else [payloads[i] for i in idx],
+                             None if futures is None else [futures[i] for i in idx])
+        elif not keyed.any():
+            self._append_sticky(topic, partitions, values, keys, invoke_times, payloads, futures)
+        else:
+            self.unresolved -= n
+            for mask in (keyed, ~keyed):
+                idx = np.flatnonzero(mask)
+                self.send_many(topic, values[idx], keys[idx], invoke_times[idx],
+                               None if payloads is None else [payloads[i] for i in idx],
+                               None if futures is None else [futures[i] for i in idx])
+
+    def send(self, topic: str, value: int, key=None, payload=None):
+        """Send one record; returns a SimPy event that succeeds with RecordMetadata or fails with KafkaError."""
+        event = self.world.env.event()
+        event.defused = True            # a failure nobody waits for must not stop the simulation
+        keys = np.array([-1 if key is None else int(key)], np.int64)
+        self.send_many(topic, np.array([value], np.int64), keys, np.array([self.now]),
+                       None if payload is None else [payload], [event])
+        return event
+
+    def _append_sticky(self, topic, partitions, values, keys, times, payloads, futures):
+        """Records without a key stick to one partition until its batch is full (KIP-480, KIP-794)."""
+        start = 0
+        while start < len(values):
+            p = self._sticky.get(topic)
+            if p is None:
+                p = self._sticky[topic] = self._rng.randrange(partitions)
+            tp = (topic, p)
+            batch = self.open.get(tp)
+            room = self.records_per_batch - (len(batch) if batch else 0)
+            end = min(len(values), start + room)
+            sl = slice(start, end)
+            self._append(tp, values[sl], keys[sl], times[sl], None if payloads is None else payloads[sl],
+                         None if futures is None else futures[sl])
+            if tp not in self.open:          # the batch filled up and was sealed: stick elsewhere
+                others = [q for q in range(partitions) if q != p] or [p]
+                self._sticky[topic] = others[self._rng.randrange(len(others))]
+            start = end
+
+    def _append(self, tp, values, keys, times, payloads, futures):
+        start = 0
+        n = len(values)
+        while start < n:
+            batch = self.open.get(tp)
+            if batch is None:
+                self._order += 1
+                batch = self.open[tp] = SendBatch(tp, self.now, self._order)
+                self.call_later(self.linger, self._linger_expired, batch)
+            end = min(n, start + self.records_per_batch - len(batch))
+            batch.values.append(values[start:end])
+            batch.keys.append(keys[start:end])
+            batch.invoke_times.append(times[start:end])
+            batch.count += end - start
+            if payloads is not None:
+                batch.payloads = (batch.payloads or []) + list(payloads[start:end])
+            if futures is not None:
+                batch.futures = (batch.futures or []) + list(futures[start:end])
+            start = end
+            if batch.count >= self.records_per_batch:
+                self._seal(batch)
+
+    def _linger_expired(self, batch):
+        if not batch.sealed:
+            self._seal(batch)
+
+    def _seal(self, batch):
+        batch.sealed = True
+        if self.open.get(batch.tp) is batch:
+            del self.open[batch.tp]
+        batch.values = np.concatenate(batch.values)
+        batch.keys = np.concatenate(batch.keys)
+        batch.invoke_times = np.concatenate(batch.invoke_times)
+        insort(self.ready.setdefault(batch.tp, []), batch)
+        self._pump()
+
+    # ---- the sender -------------------------------------------------------------------------------------
+    def _pump(self):
+        """Send every batch that may go now (Kafka's Sender loop)."""
+        if self.idempotent and (self.producer_id < 0 or self._reset_pending):
+            if self._reset_pending and not self.sending:
+                self._bump_epoch()
+            else:
+                return
+        now = self.now
+        need_metadata = False
+        for tp, queue in self.ready.items():
+            while queue:
+                batch = queue[0]
+                if now - batch.created >= self.delivery_timeout:
+                    queue.pop(0)
+                    self._expire(batch)
+                    continue
+                if batch.retry_at > now:
+                    break
+                leader = self.leader_of(tp)
+                if leader < 0:
+                    need_metadata = True
+                    break
+                if self.in_flight.get(leader, 0) >= self.max_in_flight:
+                    break
+                queue.pop(0)
+                self._send(batch, leader)
+        if need_metadata:
+            self.refresh_metadata()
+            self._schedule_pump(self.retry_backoff)
+
+    def _schedule_pump(self, delay):
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.call_later(delay, self._scheduled_pump)
+
+    def _scheduled_pump(self):
+        self._pump_scheduled = False
+        self._pump()
+
+    def on_metadata(self, changed):
+        self._pump()
+
+    def on_tick(self):
+        if any(self.ready.values()):
+            self._pump()
+
+    def _send(self, batch, leader):
+        if self.idempotent and batch.sequence < 0:
+            batch.sequence = self._sequences.get(batch.tp, 0)
+            self._sequences[batch.tp] = batch.sequence + len(batch)
+            batch.wire = None
+        if batch.wire is None:
+            batch.wire = Batch(-1, -1, batch.values, batch.keys, batch.payloads,
+                               self.producer_id if self.idempotent else -1,
+                               self.producer_epoch if self.idempotent else -1, batch.sequence, batch.created)
+        batch.attempts += 1
+        request = P.ProduceRequest(0, batch.tp, batch.wire, self.acks, self.request_timeout)
+        if self.acks == "0":
+            self.world.network.send(self, f"broker-{leader}", request)
+            batch.maybe_written = True
+            self._finish(batch, "ok", offsets=-1)     # no answer will come: the send counts as done
+            return
+        batch.corr = self.request(leader, request, lambda r, b=batch, l=leader: self._on_response(b, l, r))
+        self.sending[batch.corr] = batch
+        self.in_flight[leader] = self.in_flight.get(leader, 0) + 1
+
+    def _on_response(self, batch, leader, response):
+        self.in_flight[leader] -= 1
+        self.sending.pop(batch.corr, None)
+        error = response if isinstance(response, str) else response.error
+        if error is None:
+            offsets = response.base_offset + np.arange(len(batch), dtype=np.int64)
+            self._finish(batch, "ok", offsets=offsets)
+        else:
+            if error in P.OUTCOME_UNKNOWN:
+                batch.maybe_written = True
+            if error in REFRESH:
+                self.refresh_metadata()
+            expired = self.now - batch.created >= self.delivery_timeout
+            if error in RETRIABLE and batch.attempts <= self.retries and not expired:
+                batch.retry_at = self.now + self.retry_backoff
+                insort(self.ready.setdefault(batch.tp, []), batch)
+                self._schedule_pump(self.retry_backoff)
+            elif expired:
+                self._expire(batch)
+            else:
+                self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
+        self._pump()
+
+    def _expire(self, batch):
+        """delivery.timeout.ms passed. An idempotent producer must then restart its sequences (KIP-360)."""
+        self._finish(batch, "info" if batch.maybe_written else "fail", error=P.DELIVERY_TIMEOUT)
+        if self.idempotent:
+            self._reset_pending = True
+
+    def _bump_epoch(self):
+        # Java bumps the epoch through InitProducerId; edsim bumps it in place: same effect on the broker.
+        self._reset_pending = False
+        self.producer_epoch += 1
+        self._sequences = {}
+        for queue in self.ready.values():
+            for batch in queue:
+                batch.sequence = -1
+
+    # ---- outcomes ---------------------------------------------------------------------------------------
+    def _finish(self, batch, type_, offsets=-1, error=""):
+        tp = batch.tp
+        values = batch.values if isinstance(batch.values, np.ndarray) else np.concatenate(batch.values or [[]])
+        keys = batch.keys if isinstance(batch.keys, np.ndarray) else np.concatenate(batch.keys or [[]])
+        times = batch.invoke_times if isinstance(batch.invoke_times, np.ndarray) else \
+            np.concatenate(batch.invoke_times or [[]])
+        self.unresolved -= len(values)
+        self.world.history.sends(self.now, self.name, type_, tp[0], tp[1], values, keys, times, offsets, error)
+        for listener in self.outcome_listeners:
+            listener(type_, values)
+        if batch.futures:
+            for i, future in enumerate(batch.futures):
+                if future.triggered:
+                    continue
+                if type_ == "ok":
+                    offset = -1 if isinstance(offsets, int) else int(offsets[i])
+                    future.succeed(RecordMetadata(tp[0], tp[1], offset))
+                else:
+                    future.fail(KafkaError(error or "UNKNOWN", f"record {int(values[i])} to {tp[0]}-{tp[1]}"))

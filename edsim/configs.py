@@ -1,0 +1,203 @@
+"""Kafka's own config names, defaults and rules, checked before anything runs.
+
+Every setting edsim models is declared here once with Kafka's name and Kafka 4.x default. An unknown name fails
+with the closest valid one suggested; a value Kafka refuses fails naming the key, the value and what is allowed.
+Nothing is silently clamped. ``.ms`` settings keep Kafka's names and units; ``Config.seconds(key)`` converts.
+"""
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+class EdsimWarning(UserWarning):
+    """A setting Kafka accepts but that behaves in a way a learner may not expect."""
+
+
+class ConfigError(ValueError):
+    """A config name or value that Kafka (or edsim) does not accept."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str, Any], Any]
+    doc: str = ""
+
+
+# ---- value parsers: each names the key, the value and what is allowed ------------------------------------
+def _bad(key, value, allowed):
+    return ConfigError(f"{key}={value!r} is not allowed: {key} must be {allowed}")
+
+
+def non_negative_int(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+        raise _bad(key, value, "a whole number >= 0")
+    return int(value)
+
+
+def positive_int(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise _bad(key, value, "a whole number >= 1")
+    return int(value)
+
+
+def non_negative_number(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        raise _bad(key, value, "a number >= 0")
+    return value
+
+
+def positive_number(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise _bad(key, value, "a number > 0")
+    return value
+
+
+def probability(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise _bad(key, value, "a probability between 0 and 1")
+    return float(value)
+
+
+def boolean(key, value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise _bad(key, value, "true or false")
+
+
+def one_of(*allowed):
+    def parse(key, value):
+        text = str(value).lower() if not isinstance(value, bool) else None
+        if text not in allowed:
+            raise _bad(key, value, "one of " + ", ".join(repr(a) for a in allowed))
+        return text
+    return parse
+
+
+def acks(key, value):
+    """acks accepts 0, 1, all and -1 (a synonym of all), as strings or numbers; edsim keeps "0", "1" or "all"."""
+    text = str(value).lower() if not isinstance(value, bool) else None
+    if text == "-1":
+        return "all"
+    if text not in ("0", "1", "all"):
+        raise _bad(key, value, "one of '0', '1', 'all' (or '-1', the same as 'all')")
+    return text
+
+
+def optional_text(key, value):
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise _bad(key, value, "a non-empty string or None")
+
+
+class Config:
+    """A checked set of settings for one component (a topic, a producer, ...)."""
+
+    def __init__(self, kind: str, settings: dict[str, Setting], given: dict | None):
+        given = dict(given or {})
+        self.kind = kind
+        self.explicit = set(given)
+        self._values = {}
+        for key in given:
+            if key not in settings:
+                raise unknown_key(kind, key, settings)
+        for name, setting in settings.items():
+            self._values[name] = setting.parse(name, given[name]) if name in given else setting.default
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def get(self, key, default=None):
+        return self._values.get(key, default)
+
+    def seconds(self, key) -> float:
+        """A ``.ms`` setting in the simulation's unit, seconds."""
+        return self._values[key] / 1000.0
+
+    def items(self):
+        return self._values.items()
+
+    def as_dict(self) -> dict:
+        return dict(self._values)
+
+    def __repr__(self):
+        shown = ", ".join(f"{k!r}: {v!r}" for k, v in self._values.items() if k in self.explicit)
+        return f"{self.kind}({{{shown}}})"
+
+
+def unknown_key(kind: str, key: str, settings) -> ConfigError:
+    close = difflib.get_close_matches(str(key), list(settings), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    return ConfigError(f"unknown {kind} config {key!r}{hint} Known {kind} configs: {', '.join(sorted(settings))}")
+
+
+def warn(message: str):
+    warnings.warn(message, EdsimWarning, stacklevel=3)
+
+
+# ---- the settings edsim models, with Kafka 4.x defaults (see shared FIDELITY.md) ---------------------------
+def _table(*settings):
+    return {s.name: s for s in settings}
+
+
+TOPIC = _table(
+    Setting("partitions", 1, positive_int, "partitions of the topic"),
+    Setting("replication.factor", 3, positive_int,
+            "copies of each partition (Kafka's broker default default.replication.factor is 1; edsim uses 3,"
+            " what production clusters run)"),
+    Setting("min.insync.replicas", 1, positive_int, "replicas that must hold a write before acks=all succeeds"),
+    Setting("unclean.leader.election.enable", False, boolean, "may an out-of-sync replica become leader"),
+)
+
+BROKER = _table(
+    Setting("min.insync.replicas", 1, positive_int),
+    Setting("unclean.leader.election.enable", False, boolean),
+    Setting("replica.lag.time.max.ms", 30000, non_negative_number),
+    Setting("replica.fetch.wait.max.ms", 500, non_negative_number),
+    Setting("replica.fetch.backoff.ms", 1000, non_negative_number),
+    Setting("replica.socket.timeout.ms", 30000, positive_number),
+    Setting("replica.high.watermark.checkpoint.interval.ms", 5000, positive_number),
+    Setting("broker.session.timeout.ms", 9000, positive_number),
+    Setting("broker.heartbeat.interval.ms", 2000, positive_number),
+    Setting("edsim.legacy.truncation", "leader-epoch", one_of("leader-epoch", "high-watermark"),
+            "how a follower finds where its log diverges: KIP-101/279 leader epochs, or the pre-0.11 high watermark"),
+    Setting("edsim.network.latency.ms", 0.5, non_negative_number, "one-way network latency"),
+    Setting("edsim.network.jitter.ms", 0.1, non_negative_number, "mean of the exponential jitter added"),
+    Setting("edsim.debug.invariants", False, boolean, "assert WeakIsr and StrongIsr after every change"),
+)
+
+PRODUCER = _table(
+    Setting("acks", "all", acks),
+    Setting("enable.idempotence", True, boolean),
+    Setting("retries", 2147483647, non_negative_int),
+    Setting("max.in.flight.requests.per.connection", 5, positive_int),
+    Setting("delivery.timeout.ms", 120000, non_negative_number),
+    Setting("request.timeout.ms", 30000, positive_number),
+    Setting("retry.backoff.ms", 100, non_negative_number),
+    Setting("linger.ms", 5, non_negative_number),
+    Setting("batch.size", 16384, positive_int),
+    Setting("transactional.id", None, optional_text),
+    Setting("transaction.timeout.ms", 60000, positive_number),
+)
+
+CONSUMER = _table(
+    Setting("group.id", None, optional_text),
+    Setting("isolation.level", "read_uncommitted", one_of("read_uncommitted", "read_committed")),
+    Setting("auto.offset.reset", "latest", one_of("earliest", "latest", "none")),
+    Setting("enable.auto.commit", True, boolean),
+    Setting("auto.commit.interval.ms", 5000, non_negative_number),
+    Setting("session.timeout.ms", 45000, positive_number),
+    Setting("heartbeat.interval.ms", 3000, positive_number),
+    Setting("max.poll.interval.ms", 300000, positive_number),
+    Setting("max.poll.records", 500, positive_int),
+    Setting("fetch.max.wait.ms", 500, non_negative_number),
+    Setting("max.partition.fetch.bytes", 1048576, positive_int),
+    Setting("request.timeout.ms", 30000, positive_number),
+    Setting("retry.backoff.ms", 100, non_negative_number),
+)

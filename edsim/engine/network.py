@@ -1,0 +1,124 @@
+"""The network: one-way messages with latency and jitter, FIFO per link as TCP keeps them, and faults.
+
+Faults are per directed link: *blocked* links (partitions, isolation) lose everything silently, *drop* rules
+lose each message with a probability, and *slow* nodes multiply the latency of their links. A message sent to a
+crashed node is refused: the sender learns of it one latency later, as a TCP reset; a node that crashes resets
+its open connections the same way.
+"""
+from __future__ import annotations
+
+
+class Disconnected:
+    """Delivered to a sender whose message reached a crashed node (or whose peer crashed)."""
+
+    __slots__ = ("peer", "message")
+
+    def __init__(self, peer, message=None):
+        self.peer = peer
+        self.message = message
+
+
+class Network:
+    def __init__(self, world, latency: float = 0.0005, jitter: float = 0.0001):
+        self.world = world
+        self.latency = latency
+        self.jitter = jitter
+        self.blocked: dict[tuple[str, str], int] = {}
+        self.drops: dict[tuple[str, str], list[float]] = {}
+        self.slow: dict[str, list[float]] = {}
+        self._last: dict[tuple[str, str], float] = {}
+        self._rng = world.rng("network")
+        self.sent = 0
+        world.network = self
+
+    # ---- faults (counted, so overlapping faults heal independently) --------------------------------------
+    def block(self, a: str, b: str):
+        self.blocked[(a, b)] = self.blocked.get((a, b), 0) + 1
+
+    def unblock(self, a: str, b: str):
+        n = self.blocked.get((a, b), 0) - 1
+        if n > 0:
+            self.blocked[(a, b)] = n
+        else:
+            self.blocked.pop((a, b), None)
+
+    def add_drop(self, a, b, probability):
+        self.drops.setdefault((a, b), []).append(probability)
+
+    def remove_drop(self, a, b, probability):
+        rules = self.drops.get((a, b), [])
+        if probability in rules:
+            rules.remove(probability)
+        if not rules:
+            self.drops.pop((a, b), None)
+
+    def add_slow(self, node, factor):
+        self.slow.setdefault(node, []).append(factor)
+
+    def remove_slow(self, node, factor):
+        factors = self.slow.get(node, [])
+        if factor in factors:
+            factors.remove(factor)
+        if not factors:
+            self.slow.pop(node, None)
+
+    def heal(self):
+        self.blocked.clear()
+        self.drops.clear()
+        self.slow.clear()
+
+    def connected(self, a: str, b: str) -> bool:
+        return (a, b) not in self.blocked
+
+    # ---- delivery ---------------------------------------------------------------------------------------
+    def _delay(self, a, b):
+        delay = self.latency
+        if self.jitter:
+            delay += self._rng.expovariate(1.0 / self.jitter)
+        if self.slow:
+            for factor in self.slow.get(a, ()):
+                delay *= factor
+            for factor in self.slow.get(b, ()):
+                delay *= factor
+        return delay
+
+    def send(self, src, dst_name: str, message):
+        """Send ``message`` from node ``src`` to the node named ``dst_name``."""
+        if not src.up:
+            return
+        link = (src.name, dst_name)
+        if link in self.blocked:
+            return
+        if self.drops:
+            for p in self.drops.get(link, ()):
+                if self._rng.random() < p:
+                    return
+        dst = self.world.nodes[dst_name]
+        self.sent += 1
+        if not dst.up:
+            if (dst_name, src.name) not in self.blocked:
+                self._schedule(dst, src, Disconnected(dst_name, message))
+            return
+        self._schedule(src, dst, message)
+
+    def _schedule(self, src, dst, message):
+        link = (src.name, dst.name)
+        now = self.world.env.now
+        at = now + self._delay(*link)
+        last = self._last.get(link, 0.0)
+        if at < last:
+            at = last
+        self._last[link] = at
+        self.world.call_later(at - now, dst.deliver, message, dst.incarnation)
+
+    def node_crashed(self, node):
+        """Reset every connection to ``node``: its peers hear of it one latency later."""
+        for peer in self.world.nodes.values():
+            if peer is node or not peer.up or (node.name, peer.name) in self.blocked:
+                continue
+            self.world.call_later(self._delay(node.name, peer.name), self._reset, peer, peer.incarnation, node.name)
+
+    @staticmethod
+    def _reset(peer, incarnation, name):
+        if peer.incarnation == incarnation and peer.up:
+            peer._fire(incarnation, peer.on_disconnect, (name,))

@@ -1,0 +1,86 @@
+"""A node's lifecycle: up, crashed (memory lost, disk kept), restarted, paused (stalled, state kept)."""
+from __future__ import annotations
+
+
+class Node:
+    """Something on the network: a broker, the controller, a client.
+
+    Everything a node does happens in callbacks it schedules with ``call_later`` or in messages it receives;
+    both are dropped if the node crashed since (a new *incarnation* is a new process), and held while it is
+    paused, to run in order when it resumes, as a process stopped by a long GC pause does.
+    """
+
+    def __init__(self, world, name: str):
+        self.world = world
+        self.name = name
+        self.up = True
+        self.paused = False
+        self.incarnation = 0
+        self._held: list = []
+        world.add(self)
+
+    @property
+    def now(self) -> float:
+        return self.world.env.now
+
+    # ---- scheduling -----------------------------------------------------------------------------------
+    def call_later(self, delay, fn, *args):
+        incarnation = self.incarnation
+        return self.world.call_later(delay, self._fire, incarnation, fn, args)
+
+    def _fire(self, incarnation, fn, args):
+        if incarnation != self.incarnation or not self.up:
+            return
+        if self.paused:
+            self._held.append((fn, args))
+        else:
+            fn(*args)
+
+    def deliver(self, message, incarnation):
+        """Called by the network; ``incarnation`` is the one the sender addressed."""
+        self._fire(incarnation, self.receive, (message,))
+
+    def receive(self, message):  # pragma: no cover - every node kind overrides it
+        raise NotImplementedError
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def crash(self):
+        if not self.up:
+            return
+        self.up = False
+        self.paused = False
+        self.incarnation += 1
+        self._held.clear()
+        self.on_crash()
+        if self.world.network is not None:
+            self.world.network.node_crashed(self)
+
+    def restart(self):
+        if self.up:
+            return
+        self.up = True
+        self.on_restart()
+
+    def pause(self):
+        if self.up:
+            self.paused = True
+
+    def resume(self):
+        if not self.paused:
+            return
+        self.paused = False
+        held, self._held = self._held, []
+        for fn, args in held:
+            if not self.up or self.paused:
+                self._held.append((fn, args))
+                continue
+            fn(*args)
+
+    def on_crash(self):
+        """Forget what lives in memory (subclasses)."""
+
+    def on_restart(self):
+        """Recover from disk and rejoin (subclasses)."""
+
+    def on_disconnect(self, peer: str):
+        """A connection to ``peer`` was reset because ``peer`` crashed (subclasses)."""

@@ -1,0 +1,133 @@
+"""The nemesis: applies fault specs when their time comes, resolving "leader" and friends at that moment."""
+from __future__ import annotations
+
+from .specs import Fault, FaultError
+
+ROLE_TARGETS = ("leader", "followers")
+
+
+class Nemesis:
+    def __init__(self, world, kafka, topic: str):
+        self.world = world
+        self.kafka = kafka
+        self.topic = topic
+        self.active: list[list] = []          # [fault, undo, names]: faults in force that can heal
+        self.applied: list[tuple] = []        # (time, fault, node names) for the record
+
+    # ---- targets ----------------------------------------------------------------------------------------
+    def _role(self, target):
+        role, _, where = str(target).partition(":")
+        if role not in ROLE_TARGETS:
+            return None
+        if not where:
+            return role, (self.topic, 0)
+        topic, _, p = where.rpartition("-")
+        if topic not in self.kafka.topics or not p.isdigit() or int(p) >= self.kafka.topics[topic]["partitions"]:
+            raise FaultError(f"target {target!r} names no partition: use '{role}:<topic>-<partition>' with a topic "
+                             f"of {sorted(self.kafka.topics)} and a partition number that exists")
+        return role, (topic, int(p))
+
+    def check_target(self, target):
+        if isinstance(target, int):
+            if target not in self.kafka.brokers:
+                raise FaultError(f"target={target!r} is not allowed: broker ids are "
+                                 f"{', '.join(map(str, self.kafka.brokers))}")
+            return
+        if self._role(target) is not None or target == "controller" or target in self.world.nodes:
+            return
+        clients = [n for n in self.world.nodes if not n.startswith("broker-") and n != "controller"]
+        raise FaultError(f"target={target!r} is not allowed: use a broker id ({', '.join(map(str, self.kafka.brokers))}),"
+                         f" 'leader', 'followers', 'leader:<topic>-<partition>', 'controller' or a client name "
+                         f"({', '.join(clients) or 'none yet'})")
+
+    def resolve(self, target) -> list[str]:
+        """The node names ``target`` means right now."""
+        if isinstance(target, int):
+            return [f"broker-{target}"]
+        role = self._role(target)
+        if role is not None:
+            state = self.kafka.controller.partitions[role[1]]
+            if role[0] == "leader":
+                return [f"broker-{state.leader}"] if state.leader >= 0 else []
+            return [f"broker-{r}" for r in state.replicas if r != state.leader]
+        return [target]
+
+    # ---- scheduling -------------------------------------------------------------------------------------
+    def schedule(self, fault: Fault):
+        if not isinstance(fault, Fault):
+            raise FaultError(f"{fault!r} is not a fault: build faults with edsim.faults.crash(...), isolate(...), "
+                             "partition(...), pause(...), slow(...) or drop(...)")
+        targets = fault.targets[0] + fault.targets[1] if fault.kind == "partition" else fault.targets
+        for target in targets:
+            self.check_target(target)
+        now = self.world.now
+        if fault.at < now:
+            raise FaultError(f"at={fault.at} is not allowed: it is in the past (the simulation is at {now:.3f} s)")
+        self.world.call_later(fault.at - now, self.apply, fault)
+
+    def apply(self, fault: Fault):
+        net = self.world.network
+        nodes = self.world.nodes
+        kind = fault.kind
+        if kind == "partition":
+            a = [n for t in fault.targets[0] for n in self.resolve(t)]
+            b = [n for t in fault.targets[1] for n in self.resolve(t)]
+            links = [(x, y) for x in a for y in b if x != y] + [(y, x) for x in a for y in b if x != y]
+            names = a + b
+        elif kind == "isolate":
+            names = self.resolve(fault.targets[0])
+            links = [(x, y) for x in names for y in nodes if y != x] + [(y, x) for x in names for y in nodes if y != x]
+        elif kind == "drop":
+            src, dst = self.resolve(fault.targets[0]), self.resolve(fault.targets[1])
+            links = [(x, y) for x in src for y in dst if x != y]
+            names = src + dst
+        else:
+            names = self.resolve(fault.targets[0])
+            links = []
+        self._record(fault, names)
+        if not names:
+            return
+        if kind in ("partition", "isolate"):
+            for link in links:
+                net.block(*link)
+            undo = lambda: [net.unblock(*link) for link in links]
+        elif kind == "drop":
+            for link in links:
+                net.add_drop(*link, fault.probability)
+            undo = lambda: [net.remove_drop(*link, fault.probability) for link in links]
+        elif kind == "slow":
+            for name in names:
+                net.add_slow(name, fault.factor)
+            undo = lambda: [net.remove_slow(name, fault.factor) for name in names]
+        elif kind == "pause":
+            for name in names:
+                nodes[name].pause()
+            undo = lambda: [nodes[name].resume() for name in names]
+        elif kind == "crash":
+            for name in names:
+                nodes[name].crash()
+            undo = lambda: [nodes[name].restart() for name in names]
+        else:  # pragma: no cover - specs only make the kinds above
+            raise FaultError(f"unknown fault kind {kind!r}")
+        entry = [fault, undo, names]
+        if fault.duration is not None:
+            self.active.append(entry)
+            self.world.call_later(fault.duration, self._heal, entry)
+        elif kind != "crash":
+            self.active.append(entry)
+
+    def _heal(self, entry):
+        if entry in self.active:
+            self.active.remove(entry)
+            entry[1]()
+            self.world.history.event(self.world.now, "nemesis", "fault", detail=f"heal {entry[0]!r}")
+
+    def heal_all(self):
+        """End every fault that can end (a crash without restart stays down), as a run's catch-up phase needs."""
+        for entry in list(self.active):
+            self._heal(entry)
+
+    def _record(self, fault, names):
+        self.applied.append((self.world.now, fault, tuple(names)))
+        who = ", ".join(names) if names else "nobody (no such node right now)"
+        self.world.history.event(self.world.now, "nemesis", "fault", detail=f"{fault!r} -> {who}")

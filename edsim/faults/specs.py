@@ -1,0 +1,109 @@
+"""Fault specs: plain, printable data saying what goes wrong, to whom and when.
+
+Targets: a broker id; ``"leader"`` / ``"followers"`` of the workload topic's partition 0 when the fault fires,
+or of another partition (``"leader:orders-2"``); ``"controller"``; a client name (``"producer"``,
+``"consumer-1"``). Times are simulated seconds from the start of the run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class FaultError(ValueError):
+    """A fault spec that cannot be carried out."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str                      # crash | isolate | partition | pause | slow | drop
+    targets: tuple                 # one target, or (side_a, side_b) for partition / (source, destination) for drop
+    at: float
+    duration: float | None = None  # restart_after / heal_after / duration; None: for good
+    factor: float | None = None
+    probability: float | None = None
+    options: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def ends(self) -> float | None:
+        """When the fault is over (None: it never heals)."""
+        return None if self.duration is None else self.at + self.duration
+
+    def __repr__(self):
+        if self.kind == "partition":
+            args = f"{list(self.targets[0])!r}, {list(self.targets[1])!r}"
+        elif self.kind == "drop":
+            args = f"{self.targets[0]!r}, {self.targets[1]!r}, probability={self.probability}"
+        else:
+            args = repr(self.targets[0])
+        args += f", at={self.at}"
+        name = {"crash": "restart_after", "isolate": "heal_after", "partition": "heal_after"}.get(self.kind, "duration")
+        if self.kind == "slow":
+            args += f", factor={self.factor}"
+        if self.duration is not None:
+            args += f", {name}={self.duration}"
+        return f"faults.{self.kind}({args})"
+
+
+def _time(name, value, *, positive=False, optional=False):
+    if value is None and optional:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+    if not ok or (value <= 0 if positive else value < 0):
+        raise FaultError(f"{name}={value!r} is not allowed: {name} must be a number of seconds "
+                         f"{'> 0' if positive else '>= 0'}" + (" (it is counted from `at`)" if positive else ""))
+    return float(value)
+
+
+def _target(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        raise FaultError(f"{name}={value!r} is not allowed: a target is a broker id, 'leader', 'followers', "
+                         "'leader:<topic>-<partition>', 'controller' or a client name such as 'producer'")
+    return value
+
+
+def _side(name, value):
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise FaultError(f"{name}=[] is not allowed: each side of a partition names at least one target")
+        return tuple(_target(name, v) for v in value)
+    return (_target(name, value),)
+
+
+def crash(target, at, restart_after=None) -> Fault:
+    """The process dies: memory is lost, the log on disk is kept. It restarts after ``restart_after`` seconds,
+    or never."""
+    return Fault("crash", (_target("target", target),), _time("at", at),
+                 _time("restart_after", restart_after, positive=True, optional=True))
+
+
+def isolate(target, at, heal_after=None) -> Fault:
+    """Cut ``target`` off from every other node, both ways."""
+    return Fault("isolate", (_target("target", target),), _time("at", at),
+                 _time("heal_after", heal_after, positive=True, optional=True))
+
+
+def partition(side_a, side_b, at, heal_after=None) -> Fault:
+    """Cut every link between the two sides; nodes named on neither side still reach both."""
+    return Fault("partition", (_side("side_a", side_a), _side("side_b", side_b)), _time("at", at),
+                 _time("heal_after", heal_after, positive=True, optional=True))
+
+
+def pause(target, at, duration) -> Fault:
+    """Stall the process (a long GC pause): it keeps its state and catches up on what arrived meanwhile."""
+    return Fault("pause", (_target("target", target),), _time("at", at), _time("duration", duration, positive=True))
+
+
+def slow(target, at, factor, duration) -> Fault:
+    """Multiply the latency of every link of ``target`` by ``factor``."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:
+        raise FaultError(f"factor={factor!r} is not allowed: factor must be a number >= 1 (how many times slower)")
+    return Fault("slow", (_target("target", target),), _time("at", at), _time("duration", duration, positive=True),
+                 factor=float(factor))
+
+
+def drop(source, destination, probability, at, duration) -> Fault:
+    """Lose each message from ``source`` to ``destination`` with ``probability``."""
+    if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+        raise FaultError(f"probability={probability!r} is not allowed: probability must be between 0 and 1")
+    return Fault("drop", (_target("source", source), _target("destination", destination)), _time("at", at),
+                 _time("duration", duration, positive=True), probability=float(probability))

@@ -1,0 +1,143 @@
+"""The Jepsen-style history of a run: what every client asked for and what it was told.
+
+Rows follow jepsen-io/history: ``index, time, process, type, f, key, value, partition, offset, error``, with
+``type`` one of ``invoke | ok | fail | info`` and ``f`` one of ``send | poll | commit | txn | assign | subscribe |
+crash | fault``. Completed sends carry their invoke time in ``invoke_time`` instead of a separate invoke row.
+A poll that returns many records is one *operation* (``op``) spread over one row per record, so that every row
+holds one value.
+
+The recorder is columnar: clients hand it whole batches (numpy arrays), and the history becomes a pandas
+DataFrame once, at the end. It knows nothing of the model: clients call it through ``World.history``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TYPES = ("invoke", "ok", "fail", "info")
+FUNCTIONS = ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault")
+COLUMNS = ("index", "time", "process", "type", "f", "topic", "key", "value", "partition", "offset",
+           "error", "invoke_time", "op", "detail")
+
+_TYPE = {t: i for i, t in enumerate(TYPES)}
+_F = {f: i for i, f in enumerate(FUNCTIONS)}
+
+
+class _Codes:
+    """Interns strings (process names, topics, errors) as small integers."""
+
+    def __init__(self, first=()):
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+        for name in first:
+            self.code(name)
+
+    def code(self, name: str) -> int:
+        i = self.ids.get(name)
+        if i is None:
+            i = self.ids[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+
+class History:
+    """Append-only, columnar record of client operations."""
+
+    def __init__(self):
+        self._chunks: list[tuple] = []
+        self._rows = 0
+        self._ops = 0
+        self._process = _Codes()
+        self._topic = _Codes([""])
+        self._error = _Codes([""])
+        self._detail: dict[int, str] = {}
+
+    def __len__(self):
+        return self._rows
+
+    def new_op(self) -> int:
+        """A fresh operation id: every row of one poll (or one batch send) shares it."""
+        self._ops += 1
+        return self._ops
+
+    def _append(self, n, time, process, type_, f, topic, keys, values, partition, offsets, error,
+                invoke_times, op):
+        self._chunks.append((
+            n, float(time), self._process.code(process), _TYPE[type_], _F[f], self._topic.code(topic),
+            keys, values, partition, offsets, self._error.code(error or ""), invoke_times, op))
+        self._rows += n
+
+    def sends(self, time, process, type_, topic, partition, values, keys, invoke_times, offsets=-1, error=""):
+        """Completion of the sends of ``values`` (arrays); ``offsets`` is an array, or -1 when unknown."""
+        n = len(values)
+        if n:
+            self._append(n, time, process, type_, "send", topic, keys, values, partition, offsets, error,
+                         invoke_times, self.new_op())
+
+    def polls(self, time, process, topic, partition, values, keys, offsets, op):
+        """Records one poll returned from one partition; ``op`` groups the partitions of one poll."""
+        n = len(values)
+        if n:
+            self._append(n, time, process, "ok", "poll", topic, keys, values, partition, offsets, "",
+                         np.nan, op)
+
+    def event(self, time, process, f, type_="info", topic="", partition=-1, detail="", error="", value=-1,
+              offset=-1):
+        """A single row that is not a record: a fault, a crash, an assignment, a commit."""
+        if detail:
+            self._detail[self._rows] = detail
+        self._append(1, time, process, type_, f, topic, -1, value, partition, offset, error, np.nan,
+                     self.new_op())
+
+    # ---- export -------------------------------------------------------------------------------------
+    def columns(self) -> dict[str, np.ndarray]:
+        """The history as numpy columns (codes for strings); the checker works on these."""
+        n = self._rows
+        out = {
+            "time": np.empty(n), "process": np.empty(n, np.int32), "type": np.empty(n, np.int8),
+            "f": np.empty(n, np.int8), "topic": np.empty(n, np.int32), "key": np.empty(n, np.int64),
+            "value": np.empty(n, np.int64), "partition": np.empty(n, np.int32),
+            "offset": np.empty(n, np.int64), "error": np.empty(n, np.int32),
+            "invoke_time": np.empty(n), "op": np.empty(n, np.int64),
+        }
+        i = 0
+        for (m, time, proc, type_, f, topic, keys, values, partition, offsets, error, invoke, op) in self._chunks:
+            j = i + m
+            out["time"][i:j] = time
+            out["process"][i:j] = proc
+            out["type"][i:j] = type_
+            out["f"][i:j] = f
+            out["topic"][i:j] = topic
+            out["key"][i:j] = keys
+            out["value"][i:j] = values
+            out["partition"][i:j] = partition
+            out["offset"][i:j] = offsets
+            out["error"][i:j] = error
+            out["invoke_time"][i:j] = invoke
+            out["op"][i:j] = op
+            i = j
+        return out
+
+    def names(self) -> dict[str, list[str]]:
+        """Decoding tables for the coded columns."""
+        return {"process": list(self._process.names), "topic": list(self._topic.names),
+                "error": list(self._error.names), "type": list(TYPES), "f": list(FUNCTIONS)}
+
+    def to_frame(self):
+        """The history as a pandas DataFrame, one row per op record, in the order things happened."""
+        import pandas as pd
+
+        cols = self.columns()
+        names = self.names()
+        frame = {"index": np.arange(self._rows), "time": cols["time"]}
+        for name in ("process", "type", "f", "topic"):
+            frame[name] = pd.Categorical.from_codes(cols[name], categories=names[name])
+        for name in ("key", "value", "partition", "offset"):
+            frame[name] = cols[name]
+        frame["error"] = pd.Categorical.from_codes(cols["error"], categories=names["error"])
+        frame["invoke_time"] = cols["invoke_time"]
+        frame["op"] = cols["op"]
+        detail = np.full(self._rows, "", dtype=object)
+        for row, text in self._detail.items():
+            detail[row] = text
+        frame["detail"] = detail
+        return pd.DataFrame(frame, columns=list(COLUMNS))

@@ -1,0 +1,192 @@
+"""A broker: hosts replicas, answers clients, follows the controller's metadata, heartbeats to stay unfenced."""
+from __future__ import annotations
+
+from ..engine import Node
+from ..engine.network import Disconnected
+from . import protocol as P
+
+TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expiry, ISR checks, checkpoints)
+
+
+class Broker(Node):
+    def __init__(self, world, cluster, broker_id: int):
+        super().__init__(world, f"broker-{broker_id}")
+        self.id = broker_id
+        self.cluster = cluster
+        config = cluster.config
+        self.legacy_truncation = config["edsim.legacy.truncation"] == "high-watermark"
+        self.fetch_wait = config.seconds("replica.fetch.wait.max.ms")
+        self.fetch_backoff = config.seconds("replica.fetch.backoff.ms")
+        self.fetch_timeout = config.seconds("replica.socket.timeout.ms")
+        self.lag_max = config.seconds("replica.lag.time.max.ms")
+        self.checkpoint_interval = config.seconds("replica.high.watermark.checkpoint.interval.ms")
+        self.heartbeat_interval = config.seconds("broker.heartbeat.interval.ms")
+        self.max_fetch_records = 1 << 16
+        self.replicas: dict[tuple, object] = {}      # on disk: the replicas assigned here
+        self._corr = 0
+        self._reset_memory()
+        self._start_loops()
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def _reset_memory(self):
+        self.metadata: dict[tuple, P.PartitionState] = {}
+        self.metadata_offset = 0
+        self.alter_pending: dict[int, object] = {}
+        self.has_waiting = False
+        self._next_isr_check = self.now + self.lag_max / 2
+        self._next_checkpoint = self.now + self.checkpoint_interval
+        for replica in self.replicas.values():
+            replica.reset_memory()
+
+    def _start_loops(self):
+        self.call_later(TICK, self._tick)
+        self.call_later(self.heartbeat_interval, self._heartbeat)
+
+    def on_crash(self):
+        for replica in self.replicas.values():
+            replica.reset_memory()
+
+    def on_restart(self):
+        self._reset_memory()
+        self._start_loops()
+        # A restarted broker registers anew (a new incarnation); the controller fences the old one.
+        self.send(self.cluster.controller.name, P.BrokerRegistration(self.id, self.incarnation))
+
+    def next_corr(self) -> int:
+        self._corr += 1
+        return self._corr
+
+    # ---- sending ----------------------------------------------------------------------------------------
+    def send(self, dst: str, message):
+        self.world.network.send(self, dst, message)
+
+    def send_to_broker(self, broker_id: int, message):
+        self.send(f"broker-{broker_id}", message)
+
+    # ---- periodic work ----------------------------------------------------------------------------------
+    def _tick(self):
+        now = self.now
+        if self.has_waiting:
+            waiting = False
+            for replica in self.replicas.values():
+                if replica.waiting_fetch or replica.waiting_produce:
+                    waiting = replica.expire(now) or waiting
+            self.has_waiting = waiting
+        if now >= self._next_isr_check:
+            self._next_isr_check = now + self.lag_max / 2
+            for replica in self.replicas.values():
+                replica.shrink_isr(now, self.lag_max)
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + self.checkpoint_interval
+            for replica in self.replicas.values():
+                replica.hw_checkpoint = replica.hw
+        for replica in self.replicas.values():
+            if replica.role == "follower" and replica.fetch_corr not in (None, -1) \
+                    and now - replica.fetch_sent > self.fetch_timeout + replica.broker.fetch_wait:
+                replica.send_fetch()                            # replica.socket.timeout.ms passed: ask again
+            elif replica.pending_isr is not None and now - replica.alter_sent > self.heartbeat_interval:
+                replica.alter_sent = now                        # AlterPartition is retried until answered
+                self.send_alter_partition(replica)
+        self.call_later(TICK, self._tick)
+
+    def _heartbeat(self):
+        self.send(self.cluster.controller.name, P.BrokerHeartbeat(self.id, self.incarnation, self.metadata_offset))
+        self.call_later(self.heartbeat_interval, self._heartbeat)
+
+    def send_alter_partition(self, replica):
+        corr = self.next_corr()
+        self.alter_pending[corr] = replica
+        self.send(self.cluster.controller.name, P.AlterPartitionRequest(
+            corr, self.id, replica.tp, replica.leader_epoch, replica.partition_epoch, replica.pending_isr))
+
+    # ---- receiving --------------------------------------------------------------------------------------
+    def receive(self, message):
+        kind = type(message)
+        if kind is P.ProduceRequest:
+            self._produce(message)
+        elif kind is P.FetchRequest:
+            self._fetch(message)
+        elif kind is P.FetchResponse:
+            replica = self.replicas.get(message.tp)
+            if replica is not None:
+                replica.handle_fetch_response(message)
+        elif kind is P.MetadataUpdate:
+            self._apply_metadata(message)
+        elif kind is P.AlterPartitionResponse:
+            replica = self.alter_pending.pop(message.corr, None)
+            if replica is not None and replica.pending_isr is not None:
+                if message.error is not None:
+                    replica.alter_failed(message.error)
+                elif message.state is not None:
+                    self.apply_partition_state(message.state)
+        elif kind is P.MetadataRequest:
+            partitions = {tp: (s.leader, s.leader_epoch) for tp, s in self.metadata.items()}
+            self.send(message.reply_to, P.MetadataResponse(message.corr, partitions))
+        elif kind is P.ListOffsetsRequest:
+            self._list_offsets(message)
+        elif kind is P.InitProducerIdRequest:
+            self.send(message.reply_to, P.InitProducerIdResponse(message.corr, self.cluster.allocate_producer_id()))
+        elif kind is Disconnected:
+            self._disconnected(message.peer, message.message)
+
+    def on_disconnect(self, peer):
+        self._disconnected(peer, None)
+
+    def _disconnected(self, peer, message):
+        if not peer.startswith("broker-"):
+            return
+        leader = int(peer[len("broker-"):])
+        for replica in self.replicas.values():
+            if replica.role == "follower" and replica.leader == leader:
+                replica.fetch_failed()
+
+    def _produce(self, req):
+        replica = self.replicas.get(req.tp)
+        client = req.reply_to
+        corr, tp = req.corr, req.tp
+
+        def reply(error, base=-1):
+            self.send(client, P.ProduceResponse(corr, tp, error, base))
+
+        if replica is None:
+            return reply(P.NOT_LEADER_OR_FOLLOWER)
+        replica.handle_produce(req, reply)
+
+    def _fetch(self, req):
+        replica = self.replicas.get(req.tp)
+        dst = req.reply_to
+        corr, tp = req.corr, req.tp
+
+        def reply(error, batches=(), diverging=None):
+            log = replica.log
+            self.send(dst, P.FetchResponse(corr, tp, error, batches, replica.hw, log.start, log.end, diverging))
+
+        if replica is None:
+            return self.send(dst, P.FetchResponse(corr, tp, P.NOT_LEADER_OR_FOLLOWER))
+        replica.handle_fetch(req, reply)
+
+    def _list_offsets(self, req):
+        replica = self.replicas.get(req.tp)
+        if replica is None or replica.role != "leader":
+            return self.send(req.reply_to, P.ListOffsetsResponse(req.corr, req.tp, P.NOT_LEADER_OR_FOLLOWER))
+        offset = replica.log.start if req.which == "earliest" else replica.hw
+        self.send(req.reply_to, P.ListOffsetsResponse(req.corr, req.tp, None, offset, replica.leader_epoch))
+
+    def _apply_metadata(self, update: P.MetadataUpdate):
+        if update.start > self.metadata_offset and update.start != 0:
+            return                           # a gap: the next heartbeat response fills it
+        if update.end <= self.metadata_offset and update.start != 0:
+            return
+        for state in update.records:
+            self.apply_partition_state(state)
+        self.metadata_offset = max(self.metadata_offset, update.end)
+
+    def apply_partition_state(self, state: P.PartitionState):
+        known = self.metadata.get(state.tp)
+        if known is not None and (known.leader_epoch, known.partition_epoch) > (state.leader_epoch,
+                                                                                state.partition_epoch):
+            return
+        self.metadata[state.tp] = state
+        replica = self.replicas.get(state.tp)
+        if replica is not None:
+            replica.apply(state)

@@ -1,0 +1,122 @@
+"""The brokers and the controller of one run, wired to a World's network; topics are created here."""
+from __future__ import annotations
+
+from ..configs import BROKER, TOPIC, Config, ConfigError, warn
+from ..engine import Network
+from .broker import Broker
+from .controller import Controller
+from .replica import Replica
+
+
+class InvariantViolation(AssertionError):
+    """WeakIsr or StrongIsr (hachikuji/kafka-specification) failed: the model lost a committed record."""
+
+
+class KafkaCluster:
+    def __init__(self, world, brokers: int = 3, config=None):
+        if isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1:
+            raise ConfigError(f"brokers={brokers!r} is not allowed: brokers must be a whole number >= 1")
+        self.world = world
+        self.config = config if isinstance(config, Config) else Config("broker", BROKER, config)
+        Network(world, latency=self.config["edsim.network.latency.ms"] / 1000,
+                jitter=self.config["edsim.network.jitter.ms"] / 1000)
+        self.debug = self.config["edsim.debug.invariants"]
+        self.controller = Controller(world, self)
+        self.brokers: dict[int, Broker] = {}
+        for bid in range(1, brokers + 1):
+            self.brokers[bid] = Broker(world, self, bid)
+            self.controller.register(bid)
+        self.topics: dict[str, Config] = {}
+        self.changes: list[tuple] = []      # (time, topic, partition, leader, leader epoch, isr): the truth timeline
+        self._producer_ids = 0
+
+    # ---- topics -----------------------------------------------------------------------------------------
+    def create_topic(self, name: str, config: dict | None = None) -> Config:
+        """Create ``name`` with Kafka topic configs (partitions, replication.factor, min.insync.replicas, ...)."""
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"topic name {name!r} is not allowed: a topic name must be a non-empty string")
+        if name in self.topics:
+            raise ConfigError(f"topic {name!r} already exists")
+        topic = Config("topic", TOPIC, config)
+        for key in ("min.insync.replicas", "unclean.leader.election.enable"):
+            if key not in topic.explicit:
+                topic._values[key] = self.config[key]     # the broker-wide default applies
+        rf, n = topic["replication.factor"], len(self.brokers)
+        if rf > n:
+            raise ConfigError(f"replication.factor={rf} is not allowed: it must be at most the number of brokers "
+                              f"({n}); Kafka answers INVALID_REPLICATION_FACTOR")
+        if topic["min.insync.replicas"] > rf:
+            warn(f"topic {name!r}: min.insync.replicas={topic['min.insync.replicas']} is above "
+                 f"replication.factor={rf}. Kafka accepts it and, since 3.7, uses {rf} (the replica count) "
+                 f"instead (apache/kafka PR #14594); edsim does the same.")
+        self.topics[name] = topic
+        for p in range(topic["partitions"]):
+            self._add_partition(name, p, topic)
+        return topic
+
+    def _add_partition(self, name, p, topic):
+        n = len(self.brokers)
+        replicas = [(p + i) % n + 1 for i in range(topic["replication.factor"])]
+        tp = (name, p)
+        for r in replicas:
+            self.brokers[r].replicas[tp] = Replica(self.brokers[r], tp, replicas, topic["min.insync.replicas"],
+                                                   topic["unclean.leader.election.enable"])
+        state = self.controller.create_partition(tp, replicas, topic["unclean.leader.election.enable"])
+        for broker in self.brokers.values():       # a topic made before the run starts is known everywhere
+            if broker.up:
+                broker.apply_partition_state(state)
+                broker.metadata_offset = len(self.controller.log)
+
+    def add_partitions(self, name: str, count: int):
+        """Raise the partition count of ``name`` to ``count`` (kafka-topics --alter --partitions)."""
+        topic = self.topics[name]
+        if isinstance(count, bool) or not isinstance(count, int) or count <= topic["partitions"]:
+            raise ConfigError(f"partitions={count!r} is not allowed: Kafka only adds partitions, so it must be "
+                              f"a whole number above {topic['partitions']}")
+        for p in range(topic["partitions"], count):
+            self._add_partition(name, p, topic)
+        topic._values["partitions"] = count
+
+    def partitions(self, name: str) -> list[tuple]:
+        return [(name, p) for p in range(self.topics[name]["partitions"])]
+
+    # ---- truth ------------------------------------------------------------------------------------------
+    def leader(self, tp) -> int:
+        """The leader the controller has elected for ``tp`` (-1: offline)."""
+        return self.controller.partitions[tp].leader
+
+    def partition_changed(self, state, now):
+        self.changes.append((now, state.tp[0], state.tp[1], state.leader, state.leader_epoch, state.isr))
+
+    def allocate_producer_id(self) -> int:
+        self._producer_ids += 1
+        return 1000 + self._producer_ids
+
+    def check_invariants(self, tp):
+        """WeakIsr and StrongIsr from the TLA+ specification, when ``edsim.debug.invariants`` is on.
+
+        StrongIsr: every record below the current leader's high watermark is on every member of the ISR the
+        controller holds. WeakIsr: the same for the ISR as the leader sees it. Logs with the same epoch at the
+        same offset hold the same prefix (as in Raft), so comparing the last committed record suffices."""
+        if not self.debug:
+            return
+        state = self.controller.partitions.get(tp)
+        if state is None or state.leader < 0:
+            return
+        leader = self.brokers[state.leader].replicas[tp]
+        if leader.role != "leader" or leader.leader_epoch != state.leader_epoch or not leader.broker.up:
+            return
+        hw = leader.hw
+        if hw == 0:
+            return
+        expected = (leader.log.epoch_at(hw - 1), leader.log.value_at(hw - 1))
+        for name, members in (("StrongIsr", state.isr), ("WeakIsr", leader.isr)):
+            for r in members:
+                log = self.brokers[r].replicas[tp].log
+                if log.end < hw or (log.epoch_at(hw - 1), log.value_at(hw - 1)) != expected:
+                    raise InvariantViolation(
+                        f"{name} violated at t={self.world.now:.4f}s on {tp[0]}-{tp[1]}: leader broker "
+                        f"{state.leader} (epoch {state.leader_epoch}) has high watermark {hw}, but ISR member "
+                        f"broker {r} holds {log.end} records and, at offset {hw - 1}, "
+                        f"{(log.epoch_at(hw - 1), log.value_at(hw - 1))} instead of {expected}")
+

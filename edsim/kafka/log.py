@@ -1,0 +1,195 @@
+"""A replica's log on disk: record batches with offsets and leader epochs, and the leader-epoch cache.
+
+Records move as batches, as Kafka's RecordBatches do: a follower appends the very batch object the leader
+appended (batches are immutable), so replication costs one step per batch, not per record. Record values are
+int64 ids in a numpy array; ``payloads`` optionally carries the objects an application sent.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+
+
+class Batch:
+    """An immutable RecordBatch: ``len(values)`` records from ``base`` on, written in leader ``epoch``."""
+
+    __slots__ = ("base", "epoch", "values", "keys", "payloads", "producer_id", "producer_epoch", "sequence",
+                 "created")
+
+    def __init__(self, base, epoch, values, keys, payloads=None, producer_id=-1, producer_epoch=-1,
+                 sequence=-1, created=0.0):
+        self.base = base
+        self.epoch = epoch
+        self.values = values
+        self.keys = keys
+        self.payloads = payloads
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.sequence = sequence
+        self.created = created
+
+    def __len__(self):
+        return len(self.values)
+
+    @property
+    def end(self) -> int:
+        """The offset after the last record."""
+        return self.base + len(self.values)
+
+    def at(self, base, epoch) -> "Batch":
+        """This batch placed in a log at ``base`` by a leader of ``epoch``."""
+        return Batch(base, epoch, self.values, self.keys, self.payloads, self.producer_id, self.producer_epoch,
+                     self.sequence, self.created)
+
+    def head(self, end) -> "Batch":
+        """The records of this batch below offset ``end``."""
+        k = end - self.base
+        return Batch(self.base, self.epoch, self.values[:k], self.keys[:k],
+                     None if self.payloads is None else self.payloads[:k],
+                     self.producer_id, self.producer_epoch, self.sequence, self.created)
+
+    def tail(self, start) -> "Batch":
+        """The records of this batch from offset ``start`` on."""
+        k = start - self.base
+        return Batch(start, self.epoch, self.values[k:], self.keys[k:],
+                     None if self.payloads is None else self.payloads[k:],
+                     self.producer_id, self.producer_epoch, self.sequence + k if self.sequence >= 0 else -1,
+                     self.created)
+
+    def __repr__(self):
+        return f"Batch(offsets {self.base}..{self.end - 1}, epoch {self.epoch}, {len(self)} records)"
+
+
+class Log:
+    """Batches in offset order; the log end offset (LEO); the leader-epoch cache (KIP-101)."""
+
+    def __init__(self):
+        self.batches: list[Batch] = []
+        self._bases: list[int] = []
+        self.start = 0
+        self.end = 0                                  # log end offset
+        self.epochs: list[tuple[int, int]] = []       # (leader epoch, its first offset), ascending
+
+    def __len__(self):
+        return self.end - self.start
+
+    @property
+    def last_epoch(self) -> int:
+        return self.epochs[-1][0] if self.epochs else -1
+
+    def append(self, batch: Batch):
+        assert batch.base == self.end, (batch, self.end)
+        self.batches.append(batch)
+        self._bases.append(batch.base)
+        self.end = batch.end
+        if batch.epoch > self.last_epoch:
+            self.epochs.append((batch.epoch, batch.base))
+
+    def assign_epoch(self, epoch: int, offset: int):
+        """A new leader records where its epoch starts, before it has written anything in it (KIP-279)."""
+        if epoch > self.last_epoch:
+            self.epochs.append((epoch, offset))
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """Kafka's OffsetsForLeaderEpoch: the largest epoch <= ``epoch`` this log knows and where it ends.
+
+        Returns (-1, -1) when the log knows no such epoch."""
+        i = bisect_right(self.epochs, (epoch, float("inf"))) - 1
+        if i < 0:
+            return -1, -1
+        known = self.epochs[i][0]
+        end = self.epochs[i + 1][1] if i + 1 < len(self.epochs) else self.end
+        return known, end
+
+    def truncate(self, offset: int):
+        """Remove every record at ``offset`` and above (a follower whose log diverged)."""
+        if offset >= self.end:
+            return
+        offset = max(offset, self.start)
+        i = bisect_right(self._bases, offset) - 1          # the batch holding ``offset``, or -1
+        if i >= 0 and self.batches[i].base < offset:       # it straddles the cut: keep its head
+            kept = self.batches[i].head(offset)
+            del self.batches[i:], self._bases[i:]
+            self.batches.append(kept)
+            self._bases.append(kept.base)
+        else:
+            del self.batches[max(i, 0):], self._bases[max(i, 0):]
+        self.end = offset
+        while self.epochs and self.epochs[-1][1] >= offset:
+            self.epochs.pop()
+
+    def read(self, offset: int, limit: int, max_records: int) -> list[Batch]:
+        """The batches that hold offsets from ``offset`` up to (not including) ``limit``; at most about
+        ``max_records`` records. The first batch may start before ``offset``, as Kafka returns whole batches."""
+        if offset >= limit or offset >= self.end:
+            return []
+        i = max(bisect_right(self._bases, offset) - 1, 0)
+        out, n = [], 0
+        batches = self.batches
+        while i < len(batches) and batches[i].base < limit and n < max_records:
+            b = batches[i]
+            if b.end > limit:
+                b = b.head(limit)
+            out.append(b)
+            n += b.end - max(b.base, offset)
+            i += 1
+        return out
+
+    def value_at(self, offset: int):
+        """The record value at ``offset`` (None if the log has none there)."""
+        if offset < self.start or offset >= self.end:
+            return None
+        batch = self.batches[bisect_right(self._bases, offset) - 1]
+        return int(batch.values[offset - batch.base])
+
+    def epoch_at(self, offset: int) -> int:
+        """The leader epoch of the record at ``offset`` (-1 if the log has none there)."""
+        if offset < self.start or offset >= self.end:
+            return -1
+        return self.batches[bisect_right(self._bases, offset) - 1].epoch
+
+
+class ProducerState:
+    """What a partition leader remembers of each idempotent producer: its epoch and last five batches.
+
+    Rebuilt from the log after a restart or truncation, as Kafka rebuilds its producer-state snapshot, so a
+    retry after failover is still recognised as a duplicate (KIP-98; 5 batches: ProducerStateEntry).
+    """
+
+    KEEP = 5
+
+    def __init__(self):
+        self.producers: dict[int, tuple[int, deque]] = {}   # pid -> (epoch, deque of (first seq, last seq, base))
+
+    @classmethod
+    def from_log(cls, log: Log) -> "ProducerState":
+        state = cls()
+        for batch in log.batches:
+            if batch.producer_id >= 0:
+                state.record(batch)
+        return state
+
+    def record(self, batch: Batch):
+        pid = batch.producer_id
+        entry = self.producers.get(pid)
+        if entry is None or entry[0] < batch.producer_epoch:
+            entry = self.producers[pid] = (batch.producer_epoch, deque(maxlen=self.KEEP))
+        entry[1].append((batch.sequence, batch.sequence + len(batch) - 1, batch.base))
+
+    def check(self, batch: Batch):
+        """("append", None) | ("duplicate", base offset) | ("error", code)."""
+        entry = self.producers.get(batch.producer_id)
+        if entry is None:
+            return "append", None
+        epoch, recent = entry
+        if batch.producer_epoch < epoch:
+            return "error", "INVALID_PRODUCER_EPOCH"
+        if batch.producer_epoch > epoch:
+            return ("append", None) if batch.sequence == 0 else ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+        for first, last, base in recent:
+            if first == batch.sequence and last == batch.sequence + len(batch) - 1:
+                return "duplicate", base
+        last_seq = recent[-1][1] if recent else -1
+        if batch.sequence != last_seq + 1:
+            return "error", "OUT_OF_ORDER_SEQUENCE_NUMBER"
+        return "append", None

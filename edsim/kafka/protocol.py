@@ -1,0 +1,164 @@
+"""The messages brokers, controller and clients exchange, and Kafka's error codes.
+
+Names follow Kafka's protocol (Produce, Fetch, Metadata, ListOffsets, InitProducerId, AlterPartition, broker
+registration and heartbeats), reduced to the fields whose behaviour the model reproduces. A topic-partition is
+the tuple ``(topic, partition)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Error codes (org.apache.kafka.common.protocol.Errors). None means success.
+NOT_LEADER_OR_FOLLOWER = "NOT_LEADER_OR_FOLLOWER"
+NOT_ENOUGH_REPLICAS = "NOT_ENOUGH_REPLICAS"
+NOT_ENOUGH_REPLICAS_AFTER_APPEND = "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
+REQUEST_TIMED_OUT = "REQUEST_TIMED_OUT"
+NETWORK_EXCEPTION = "NETWORK_EXCEPTION"
+OUT_OF_ORDER_SEQUENCE_NUMBER = "OUT_OF_ORDER_SEQUENCE_NUMBER"
+INVALID_PRODUCER_EPOCH = "INVALID_PRODUCER_EPOCH"
+OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
+FENCED_LEADER_EPOCH = "FENCED_LEADER_EPOCH"
+UNKNOWN_LEADER_EPOCH = "UNKNOWN_LEADER_EPOCH"
+INVALID_UPDATE_VERSION = "INVALID_UPDATE_VERSION"
+INELIGIBLE_REPLICA = "INELIGIBLE_REPLICA"
+UNKNOWN_TOPIC_OR_PARTITION = "UNKNOWN_TOPIC_OR_PARTITION"
+DELIVERY_TIMEOUT = "DELIVERY_TIMEOUT"  # client-side: delivery.timeout.ms expired (TimeoutException)
+
+# Errors after which a write may nevertheless be in the log (the client cannot know): the op is `info`.
+OUTCOME_UNKNOWN = frozenset({REQUEST_TIMED_OUT, NETWORK_EXCEPTION, NOT_ENOUGH_REPLICAS_AFTER_APPEND})
+
+
+@dataclass(slots=True)
+class ProduceRequest:
+    corr: int
+    tp: tuple
+    batch: Any
+    acks: str
+    timeout: float
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class ProduceResponse:
+    corr: int
+    tp: tuple
+    error: str | None
+    base_offset: int = -1
+
+
+@dataclass(slots=True)
+class FetchRequest:
+    corr: int
+    tp: tuple
+    offset: int
+    replica: int                 # the follower's broker id, or -1 for a consumer
+    leader_epoch: int            # the fetcher's idea of the current leader epoch (KIP-320 fencing)
+    last_fetched_epoch: int      # epoch of the last record the fetcher holds; -1 to skip validation
+    max_wait: float
+    isolation: str = "read_uncommitted"
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class FetchResponse:
+    corr: int
+    tp: tuple
+    error: str | None
+    batches: list = field(default_factory=list)
+    high_watermark: int = -1
+    log_start: int = 0
+    log_end: int = -1
+    diverging_epoch: tuple | None = None   # (epoch, end offset): truncate before fetching again
+
+
+@dataclass(slots=True)
+class MetadataRequest:
+    corr: int
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class MetadataResponse:
+    corr: int
+    partitions: dict        # tp -> (leader id or -1, leader epoch)
+
+
+@dataclass(slots=True)
+class ListOffsetsRequest:
+    corr: int
+    tp: tuple
+    which: str              # "earliest" | "latest"
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class ListOffsetsResponse:
+    corr: int
+    tp: tuple
+    error: str | None
+    offset: int = -1
+    leader_epoch: int = -1
+
+
+@dataclass(slots=True)
+class InitProducerIdRequest:
+    corr: int
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class InitProducerIdResponse:
+    corr: int
+    producer_id: int
+    producer_epoch: int = 0
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """The controller's record of one partition, as the metadata log carries it."""
+    tp: tuple
+    replicas: tuple
+    leader: int
+    leader_epoch: int
+    isr: tuple
+    partition_epoch: int
+
+
+@dataclass(slots=True)
+class BrokerRegistration:
+    broker: int
+    incarnation: int
+
+
+@dataclass(slots=True)
+class BrokerHeartbeat:
+    broker: int
+    incarnation: int
+    metadata_offset: int
+
+
+@dataclass(slots=True)
+class MetadataUpdate:
+    """Records ``start``..``end`` of the metadata log (or, with start 0, a snapshot); applied in order."""
+    start: int
+    end: int
+    records: list
+
+
+@dataclass(slots=True)
+class AlterPartitionRequest:
+    corr: int
+    broker: int
+    tp: tuple
+    leader_epoch: int
+    partition_epoch: int
+    isr: tuple
+
+
+@dataclass(slots=True)
+class AlterPartitionResponse:
+    corr: int
+    tp: tuple
+    error: str | None
+    state: PartitionState | None = None

@@ -1,0 +1,230 @@
+"""Scenario (plain data), ``simulate`` and Result: one experiment, run from a seed, with everything it left.
+
+A run has three phases: the workload with its faults; then every fault that can heal is healed (a broker crashed
+without restart stays down); then a fresh consumer reads every partition from the start to its end, so that a
+record nobody read is lost, not late (as Jepsen's Kafka test ends with a final read).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import checker
+from .clients import producer_config
+from .configs import BROKER, CONSUMER, TOPIC, Config, ConfigError, unknown_key
+from .faults import Fault, FaultError
+from .lab import Cluster
+from .metrics import Sampler, cluster_frame
+from .truth import Truth
+from .workload import Workload, workload_config
+
+SECTIONS = ("topic", "producer", "consumer", "broker", "workload")
+
+
+@dataclass
+class Scenario:
+    """Everything that defines a run; ``Scenario(**kw).run()`` is ``edsim.simulate(**kw)``."""
+
+    brokers: int = 3
+    topic: dict = field(default_factory=dict)
+    producer: dict = field(default_factory=dict)
+    consumer: dict = field(default_factory=dict)
+    broker: dict = field(default_factory=dict)
+    workload: dict = field(default_factory=dict)
+    faults: list = field(default_factory=list)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in SECTIONS:
+            value = getattr(self, name)
+            if value is None:
+                setattr(self, name, {})
+            elif not isinstance(value, dict):
+                raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a dict of Kafka config names")
+        self.faults = list(self.faults or [])
+        for fault in self.faults:
+            if not isinstance(fault, Fault):
+                raise FaultError(f"{fault!r} is not a fault: build faults with edsim.faults.crash(...), "
+                                 "isolate(...), partition(...), pause(...), slow(...) or drop(...)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed={self.seed!r} is not allowed: seed must be a whole number")
+        self.check()
+
+    # ---- validation -------------------------------------------------------------------------------------
+    def topic_name(self) -> str:
+        name = self.topic.get("name", "events")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"topic name={name!r} is not allowed: it must be a non-empty string")
+        return name
+
+    def topic_config(self) -> dict:
+        return {k: v for k, v in self.topic.items() if k != "name"}
+
+    def check(self):
+        """Raise on anything Kafka or edsim would refuse, before a run starts."""
+        if isinstance(self.brokers, bool) or not isinstance(self.brokers, int) or self.brokers < 1:
+            raise ConfigError(f"brokers={self.brokers!r} is not allowed: brokers must be a whole number >= 1")
+        self.topic_name()
+        topic = Config("topic", TOPIC, self.topic_config())
+        if topic["replication.factor"] > self.brokers:
+            raise ConfigError(f"replication.factor={topic['replication.factor']} is not allowed: it must be at "
+                              f"most the number of brokers ({self.brokers}); Kafka answers "
+                              "INVALID_REPLICATION_FACTOR")
+        Config("broker", BROKER, self.broker)
+        Config("consumer", CONSUMER, self.consumer)
+        producer_config(self.producer)
+        workload_config(self.workload)
+
+    # ---- copies -----------------------------------------------------------------------------------------
+    def replace(self, **changes) -> "Scenario":
+        """A changed copy. ``replace(seed=3)``, ``replace(producer={...})`` (the whole section), or one setting
+        by its dotted name: ``replace(**{"producer.acks": "1"})``."""
+        fields = {name: copy.deepcopy(getattr(self, name)) for name in
+                  ("brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed")}
+        for key, value in changes.items():
+            section, dot, setting = key.partition(".")
+            if dot and section in SECTIONS:
+                fields[section][setting] = value
+            elif key in fields:
+                fields[key] = value
+            else:
+                raise unknown_key("scenario", key, list(fields) + [f"{s}.<config>" for s in SECTIONS])
+        return Scenario(**fields)
+
+    def to_code(self) -> str:
+        """The ``edsim.simulate(...)`` call that runs this scenario."""
+        parts = [f"brokers={self.brokers}"] if self.brokers != 3 else []
+        for name in SECTIONS:
+            value = getattr(self, name)
+            if value:
+                parts.append(f"{name}={value!r}")
+        if self.faults:
+            parts.append("faults=[" + ", ".join(repr(f) for f in self.faults) + "]")
+        parts.append(f"seed={self.seed}")
+        return "edsim.simulate(\n    " + ",\n    ".join(parts) + ",\n)"
+
+    # ---- running ----------------------------------------------------------------------------------------
+    def run(self, seed: int | None = None) -> "Result":
+        seed = self.seed if seed is None else seed
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed={seed!r} is not allowed: seed must be a whole number")
+        lab = Cluster(self.brokers, seed, self.broker)
+        name = self.topic_name()
+        lab.create_topic(name, self.topic_config())
+        spec = workload_config(self.workload)
+        workload = Workload(lab, name, spec, self.producer, self.consumer)
+        nemesis = lab.nemesis(name)
+        for fault in self.faults:
+            nemesis.schedule(fault)
+        horizon = spec["messages"] / spec["rate"]
+        ends = [f.ends if f.ends is not None else f.at for f in self.faults]
+        interval = max(0.05, (max([horizon] + ends) + 10) / 400)
+        sampler = Sampler(lab, name, workload.consumers, interval)
+        workload.start()
+
+        env = lab.env
+        env.run(until=workload.produced)                       # 1. the workload and its faults
+        if ends and env.now < max(ends):
+            env.run(until=max(ends))
+        nemesis.heal_all()                                     # 2. heal what can heal
+        isolation = workload.consumers[0].config["isolation.level"] if workload.consumers else \
+            Config("consumer", CONSUMER, self.consumer)["isolation.level"]
+        env.run(until=workload.catch_up(isolation))            # 3. read everything that is there
+        sampler.running = False
+        return Result(self.replace(seed=seed), lab, workload, sampler, interval)
+
+
+def simulate(**kwargs) -> "Result":
+    """Run one scenario: ``edsim.simulate(brokers=3, topic={...}, producer={...}, faults=[...], seed=7)``."""
+    return Scenario(**kwargs).run()
+
+
+class Result:
+    """What a run left: its history, the anomalies the checker named, broker truth and metrics."""
+
+    def __init__(self, scenario, lab, workload, sampler, interval):
+        self.scenario = scenario
+        self.seed = scenario.seed
+        self.duration = lab.now
+        self.notes = list(workload.producer.notes)
+        self._history = lab.history
+        report = checker.check(lab.history)
+        self.anomalies: dict[str, int] = report.anomalies
+        self.anomaly_cases: dict[str, pd.DataFrame] = report.cases
+        self.truth = Truth(lab.kafka, workload.topic)
+        self.faults = list(lab.nemesis().applied)
+        self._frame = None
+        self._sampler = sampler
+        self._interval = interval
+        self._metrics = None
+        offline = self.truth.offline()
+        if offline:
+            self.notes.append("partitions still offline at the end (no eligible leader): "
+                              + ", ".join(f"{t}-{p}" for t, p in offline))
+
+    @property
+    def history(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self._history.to_frame()
+        return self._frame
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        if self._metrics is None:
+            self._metrics = cluster_frame(self._sampler.partition_frame(), self.history, self._interval)
+        return self._metrics
+
+    @property
+    def partition_metrics(self) -> pd.DataFrame:
+        return self._sampler.partition_frame()
+
+    def counts(self) -> dict:
+        h = self.history
+        sends = h[h["f"] == "send"]
+        final = sends.drop_duplicates("value", keep="last")
+        polls = h[(h["f"] == "poll")]
+        return {
+            "records sent": int(final["value"].nunique()),
+            "acknowledged": int((final["type"] == "ok").sum()),
+            "failed": int((final["type"] == "fail").sum()),
+            "outcome unknown": int((final["type"] == "info").sum()),
+            "read by consumers": int(polls.loc[polls["process"] != "catch-up", "value"].nunique()),
+            "read by the final catch-up": int(polls.loc[polls["process"] == "catch-up", "value"].nunique()),
+        }
+
+    def summary(self) -> pd.DataFrame:
+        """The table to read first: what was sent, what came back, what the checker found."""
+        rows = [("setup", _setup_line(self.scenario))]
+        rows += list(self.counts().items())
+        h = self.history
+        ok = h[(h["f"] == "send") & (h["type"] == "ok")]
+        if len(ok):
+            latency = (ok["time"] - ok["invoke_time"]) * 1000
+            rows.append(("ack latency p50 / p99 (ms)", f"{latency.quantile(0.5):.1f} / {latency.quantile(0.99):.1f}"))
+        rows.append(("faults", "; ".join(repr(f) for f in self.scenario.faults) or "none"))
+        for name, count in self.anomalies.items():
+            if count or name in ("lost-write", "duplicate", "unseen"):
+                rows.append((name, count))
+        rows.append(("simulated seconds", round(self.duration, 3)))
+        for note in self.notes:
+            rows.append(("note", note))
+        frame = pd.DataFrame(rows, columns=["", "value"]).set_index("")
+        frame.index.name = None
+        return frame
+
+    def __repr__(self):
+        found = {k: v for k, v in self.anomalies.items() if v}
+        return f"<Result seed={self.seed}: {found or 'no anomalies'}>"
+
+
+def _setup_line(s: Scenario) -> str:
+    p, _ = producer_config(s.producer)
+    t = Config("topic", TOPIC, s.topic_config())
+    b = Config("broker", BROKER, s.broker)
+    min_isr = t["min.insync.replicas"] if "min.insync.replicas" in t.explicit else b["min.insync.replicas"]
+    unclean = t["unclean.leader.election.enable"] if "unclean.leader.election.enable" in t.explicit \
+        else b["unclean.leader.election.enable"]
+    return (f"{s.brokers} brokers, RF={t['replication.factor']}, min.insync.replicas={min_isr}, "
+            f"unclean={str(unclean).lower()}; acks={p['acks']}, idempotence={str(p['enable.idempotence']).lower()}")

@@ -1,0 +1,29 @@
+"""Many runs of one scenario: seeds times settings, over any ``concurrent.futures.Executor``."""
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+
+def _run_one(job):
+    scenario, changes, seed = job
+    result = scenario.replace(**changes).run(seed=seed)
+    row = {"seed": seed, **changes}
+    row.update(result.counts())
+    row.update(result.anomalies)
+    return row
+
+
+def sweep(scenario, seeds=range(10), vary: dict | None = None, executor=None) -> pd.DataFrame:
+    """One row per run: the varied settings (dotted names such as ``"producer.acks"``), the seed, the counts and
+    every anomaly. ``executor`` may be any ``concurrent.futures.Executor`` (a process pool, or a
+    dask.distributed client's ``get_executor()``); without one the runs go one after another."""
+    vary = dict(vary or {})
+    names = list(vary)
+    combos = [dict(zip(names, values)) for values in itertools.product(*(vary[n] for n in names))] or [{}]
+    for changes in combos:
+        scenario.replace(**changes)          # fail fast on a bad name or value, before anything runs
+    jobs = [(scenario, changes, seed) for changes in combos for seed in seeds]
+    rows = list(executor.map(_run_one, jobs)) if executor is not None else [_run_one(j) for j in jobs]
+    return pd.DataFrame(rows)
