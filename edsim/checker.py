@@ -27,14 +27,14 @@ unseen
     expected to be read. One case per value.
 nonmonotonic-send
     Per (process, topic, partition), the acknowledged sends with known offsets in the order the
-    application sent them, (invoke_time, value): an offset not greater than the previous one. One case
-    per such pair.
+    application sent them, (invoke_time, value), invoke times taken to the nanosecond: an offset not
+    greater than the previous one. One case per such pair.
 poll-skip, nonmonotonic-poll
-    Per (process, topic, partition), successive polled records in history order, each mapped to its
-    index. Next index > previous + 1 is a poll-skip; next index <= previous is a nonmonotonic-poll (going
-    back, or reading the same offset again). An ``assign`` or ``subscribe`` row (not ``fail``) or a
-    ``crash`` row of the process between the two resets the comparison. One case per such pair;
-    ``skipped_offsets`` keeps the first 100 offsets skipped.
+    Per (process, topic, partition), successive polled records (``ok`` poll rows with an offset) in
+    history order, each mapped to its index. Next index > previous + 1 is a poll-skip; next index <=
+    previous is a nonmonotonic-poll (going back, or reading the same offset again). An ``assign`` or
+    ``subscribe`` row (not ``fail``) or a ``crash`` row of the process between the two resets the
+    comparison. One case per such pair; ``skipped_offsets`` keeps the first 100 offsets skipped.
 
 Where we differ from Jepsen, and why
     * Rows, not operations. Jepsen compares the last value of one operation with the first of the next,
@@ -60,7 +60,21 @@ Where we differ from Jepsen, and why
       key, ours per run; a value read in another partition than the one it was acknowledged in is then a
       duplicate, not a lost write. For the same reason duplicate looks across partitions, not per key.
     * Only ``ok`` sends feed the version order. Jepsen also uses ``info`` transactions that must have
-      committed, but our ``info`` and ``fail`` sends carry no offset.
+      committed (some of their writes were read); our ``info`` and ``fail`` sends carry no offset, and
+      their values enter the order only through polls. For the same reason the sends of an aborted
+      transaction must not be recorded ``ok`` with an offset (Jepsen's aborted txn op is ``fail``):
+      they would enter the order and make read_committed consumers look as if they skipped them.
+
+Case tables
+    Every frame has ``process, topic, partition, offset, value, time`` (the row that shows the anomaly:
+    the acknowledgement for lost-write / unseen, the second send or read for the pair anomalies, the
+    first row that showed a second value / a second place for inconsistent-offsets / duplicate) and
+    ``evidence``, plus: lost-write and unseen ``index, max_read_index, read_offset, read_process,
+    read_time`` (the partition's furthest read, Jepsen's ``max-read``); inconsistent-offsets ``values``
+    (instead of ``value``) and ``index``; duplicate ``count, offsets, locations`` (places in the order
+    first seen); nonmonotonic-send ``invoke_time, prev_offset, prev_value, prev_invoke_time``; poll-skip
+    and nonmonotonic-poll ``prev_offset, prev_value, prev_time, delta`` (index difference, Jepsen's
+    ``:delta``), ``same_poll``, and for poll-skip ``skipped, skipped_offsets``.
 
 Adding a detector is one function::
 
@@ -89,8 +103,6 @@ __all__ = ["ANOMALIES", "Analysis", "Report", "cases_frame", "check", "detector"
 ANOMALIES = ("lost-write", "unseen", "duplicate", "inconsistent-offsets", "nonmonotonic-send", "poll-skip",
              "nonmonotonic-poll", "G1a", "precommitted-read", "G1c", "duplicate-processing",
              "lost-processing")
-
-BASE_COLUMNS = ("process", "topic", "partition", "offset", "value", "time")
 
 _SHOWN = 10     # offsets listed in an evidence sentence before "..."
 _KEPT = 100     # skipped offsets kept in a poll-skip case
@@ -138,6 +150,7 @@ def cases_frame(columns: dict, evidence) -> pd.DataFrame:
 
 
 def _empty_cases() -> pd.DataFrame:
+    """The case table of an anomaly that has no detector yet."""
     return cases_frame({"process": [], "topic": [], "partition": np.empty(0, np.int64),
                         "offset": np.empty(0, np.int64), "value": np.empty(0, np.int64),
                         "time": np.empty(0)}, [])
@@ -174,7 +187,8 @@ def _pair_codes(a: np.ndarray, b: np.ndarray, na: int) -> tuple[np.ndarray, int,
     if total <= 4 * a.size + 4096:
         base = np.cumsum(span) - span
         first[present] = base[present]
-        return base[a] + (b - lo[a]), total, first
+        shift = base - np.where(present, lo, 0)
+        return shift[a] + b, total, first
     order = np.lexsort((b, a))
     sa, sb = a[order], b[order]
     new = np.empty(a.size, bool)
@@ -196,7 +210,8 @@ def _stable_order(keys: np.ndarray) -> np.ndarray:
 
 
 def _t(x) -> str:
-    return f"{float(x):.6g}"
+    """A simulation time for a sentence: seconds, to the microsecond."""
+    return f"{float(x):.6f}".rstrip("0").rstrip(".")
 
 
 def _plural(k: int, word: str) -> str:
@@ -295,7 +310,7 @@ class Analysis:
 
     def tp_of(self, rows):
         """(topic, partition) codes of history rows: topic * width + partition + 1."""
-        return self._topic[rows].astype(np.int64) * self._pw + self._partition[rows] + 1
+        return (self._topic[rows] * self._pw + self._partition[rows] + 1).astype(np.int64)
 
     def group_of(self, rows, tp):
         """(process, topic, partition) codes of history rows."""
@@ -349,12 +364,16 @@ class Analysis:
         slot_value[slot] = value
         bad = value != slot_value[slot]
         conflicted = np.unique(slot[bad]) if bad.any() else np.empty(0, np.int64)
-        # one slot per value, likewise
+        # one slot per value, likewise; with one value per slot it is enough to count distinct values
         vid, nv = _value_codes(value)
-        value_slot = np.empty(nv, np.int64)
-        value_slot[vid] = slot
-        bad = slot != value_slot[vid]
-        duplicated = np.unique(value[bad]) if bad.any() else np.empty(0, np.int64)
+        seen = np.zeros(nv, bool)
+        seen[vid] = True
+        duplicated = np.empty(0, np.int64)
+        if conflicted.size or np.count_nonzero(seen) != np.count_nonzero(occupied):
+            value_slot = np.empty(nv, np.int64)
+            value_slot[vid] = slot
+            bad = slot != value_slot[vid]
+            duplicated = np.unique(value[bad]) if bad.any() else duplicated
         return VersionOrder(rows, tp, offset, value, is_poll, slot, rank_of_slot[slot], occupied, first_rank,
                             conflicted, duplicated)
 
@@ -458,16 +477,19 @@ def _inconsistent_offsets(a: Analysis) -> pd.DataFrame:
     o = a.order
     m = np.flatnonzero(np.isin(o.slot, o.conflicted)) if o.conflicted.size else np.empty(0, np.int64)
     firsts = (pd.DataFrame({"slot": o.slot[m], "value": o.value[m], "row": o.rows[m]})
+              .sort_values(["slot", "row"], kind="stable")
               .drop_duplicates(["slot", "value"]))        # the first row to show each value there
+    slots, vals, rws = (firsts[c].to_numpy() for c in ("slot", "value", "row"))
+    cuts = np.flatnonzero(np.diff(slots)) + 1
     rows, values, index, evidence = [], [], [], []
-    for _, g in firsts.groupby("slot", sort=True):
-        g = g.sort_values("row")
-        r = g["row"].to_numpy()
+    for g_val, r in zip(np.split(vals, cuts), np.split(rws, cuts)):
+        if not len(r):
+            continue
         tp = a.tp_of(r[0])
         rows.append(r[1])                                  # the row that revealed the conflict
-        values.append(tuple(int(v) for v in g["value"]))
+        values.append(tuple(int(v) for v in g_val))
         index.append(int(o.rank_of(r[:1])[0] - o.first_rank[tp]))
-        shown = "; ".join(f"{int(v)} ({a.how(x)})" for v, x in zip(g["value"], r))
+        shown = "; ".join(f"{int(v)} ({a.how(x)})" for v, x in zip(g_val, r))
         evidence.append(f"offset {int(a.offset[r[0]])} of {a.tp_name(tp)} holds {len(r)} different values: {shown}")
     cols = a.locate(np.array(rows, np.int64))
     del cols["value"]
@@ -480,6 +502,10 @@ def _duplicate(a: Analysis) -> pd.DataFrame:
     m = np.flatnonzero(np.isin(o.value, o.duplicated)) if o.duplicated.size else np.empty(0, np.int64)
     firsts = (pd.DataFrame({"value": o.value[m], "slot": o.slot[m], "row": o.rows[m]})
               .drop_duplicates(["value", "slot"]))        # the first row to show the value at each place
+    sends = {}
+    if m.size:                                             # how often the application sent each value
+        sent = np.flatnonzero(a.cols["f"] == a._code("f", "send"))
+        sends = pd.Series(a.value[sent]).value_counts().to_dict()
     rows, offsets, locations, evidence = [], [], [], []
     for value, g in firsts.groupby("value", sort=True):
         r = np.sort(g["row"].to_numpy())
@@ -487,7 +513,9 @@ def _duplicate(a: Analysis) -> pd.DataFrame:
         offsets.append(tuple(int(a.offset[x]) for x in r))
         locations.append(tuple(f"{a.row_tp_name(x)}@{int(a.offset[x])}" for x in r))
         shown = "; ".join(f"offset {int(a.offset[x])} of {a.row_tp_name(x)} ({a.how(x)})" for x in r)
-        evidence.append(f"value {int(value)} was sent once but appears at {len(r)} different offsets: {shown}")
+        k = sends.get(int(value), 0)
+        how_sent = "was sent once but" if k <= 1 else f"was sent {k} times (resent) and"
+        evidence.append(f"value {int(value)} {how_sent} appears at {len(r)} different offsets: {shown}")
     return cases_frame({**a.locate(np.array(rows, np.int64)),
                         "count": np.array([len(x) for x in offsets], np.int64),
                         "offsets": offsets, "locations": locations}, evidence)
@@ -552,7 +580,9 @@ def _nonmonotonic_send(a: Analysis) -> pd.DataFrame:
     group = a.group_of(rows, o.tp[s])
     inv = a.cols["invoke_time"]
     invoke = inv[rows]
-    invoke = np.where(np.isnan(invoke), a.time[rows], invoke)
+    # no invoke time: the completion time; and compare at nanosecond resolution, because the simulation
+    # clock reaches one instant by different sums (1.9999999999998908 and 2.0)
+    invoke = np.round(np.where(np.isnan(invoke), a.time[rows], invoke), 9)
     # Completions usually come in invoke order within a group already: sort only the groups that do not.
     order = _stable_order(group)
     g, it, v = group[order], invoke[order], value[order]

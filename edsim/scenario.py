@@ -155,6 +155,7 @@ class Result:
         self.anomaly_cases: dict[str, pd.DataFrame] = report.cases
         self.truth = Truth(lab.kafka, workload.topic)
         self.faults = list(lab.nemesis().applied)
+        self.producer_errors = dict(workload.producer.errors)   # error code -> responses the producer got
         self._frame = None
         self._sampler = sampler
         self._interval = interval

@@ -34,12 +34,14 @@ class Truth:
             broker = state.leader if state.leader >= 0 else state.replicas[0]
         log = self._kafka.brokers[broker].replicas[tp].log
         if not log.batches:
-            return pd.DataFrame({"offset": [], "value": [], "key": [], "leader_epoch": []}, dtype=np.int64)
+            return pd.DataFrame({"offset": [], "value": [], "key": [], "leader_epoch": [], "producer_id": []},
+                                dtype=np.int64)
         return pd.DataFrame({
             "offset": np.arange(log.start, log.end, dtype=np.int64),
             "value": np.concatenate([b.values for b in log.batches]),
             "key": np.concatenate([b.keys for b in log.batches]),
             "leader_epoch": np.concatenate([np.full(len(b), b.epoch) for b in log.batches]),
+            "producer_id": np.concatenate([np.full(len(b), b.producer_id) for b in log.batches]),
         })
 
     def leaders(self) -> pd.DataFrame:

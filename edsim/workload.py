@@ -92,6 +92,10 @@ class Workload:
 
     def _produce(self):
         env, producer, n = self.env, self.producer, len(self.values)
+        # Consumers with auto.offset.reset=latest start first, so that "latest" means "before any record".
+        while env.now < 1.0 and any(p is None for c in self.consumers for p in c.positions.values()):
+            yield env.timeout(TICK)
+        self.arrivals += env.now
         while self.handed < n:
             nxt = self.arrivals[self.handed]
             step = max(TICK, np.ceil((nxt - env.now) / TICK) * TICK)

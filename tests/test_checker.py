@@ -61,11 +61,13 @@ def test_every_anomaly_is_reported_in_order_with_zero_and_an_empty_frame():
 
 
 def test_an_empty_history_is_clean():
+    """kafka.clj ``checker`` on a history with no operations: no :errors at all."""
     report = check(History())
     assert report.anomalies == dict.fromkeys(ANOMALIES, 0)
 
 
 def test_detector_rejects_unknown_names():
+    """Detectors register under the names of kafka.clj's :errors map (and the book's two) only."""
     with pytest.raises(ValueError, match="unknown anomaly"):
         detector("lost-update")
 
@@ -138,6 +140,7 @@ def test_unseen_acknowledged_but_never_read():
 
 
 def test_unseen_in_a_partition_nobody_polled():
+    """kafka.clj ``unseen``; ``lost-write-cases`` only looks at keys some poll read, so this is not lost."""
     h = History()
     send(h, 1, [0], partition=3)
     assert evidence(h, "unseen") == ["value 100 was acknowledged to producer at offset 0 of events-3 (t=1) but no "
@@ -145,6 +148,7 @@ def test_unseen_in_a_partition_nobody_polled():
 
 
 def test_unseen_acks_zero_sends_and_no_polls_at_all():
+    """kafka.clj ``unseen``: sends acknowledged without an offset ([:send k [nil v]]) are still sent."""
     h = History()
     send(h, 1, [-1, -1], values=[7, 8])
     report = check(h)
@@ -187,6 +191,19 @@ def test_duplicate_value_at_two_offsets():
     assert (case.value, case.offset, case["count"], case.offsets) == (105, 7, 2, (5, 7))
     assert case.evidence == ("value 105 was sent once but appears at 2 different offsets: offset 5 of events-0 "
                              "(acknowledged to producer at t=1); offset 7 of events-0 (read by consumer-1 at t=2)")
+
+
+def test_duplicate_after_a_resend():
+    """kafka.clj ``duplicate-cases``: the classic cause, a resend of a write whose first outcome was unknown."""
+    h = History()
+    send(h, 1, [-1], values=[105], type_="info")
+    send(h, 2, [6], values=[105])
+    poll(h, 3, [5, 6], values=[105, 105])
+    report = check(h)
+    assert report.anomalies["duplicate"] == 1
+    assert report.cases["duplicate"]["evidence"].iloc[0] == (
+        "value 105 was sent 2 times (resent) and appears at 2 different offsets: offset 6 of events-0 "
+        "(acknowledged to producer at t=2); offset 5 of events-0 (read by consumer-1 at t=3)")
 
 
 def test_duplicate_across_partitions():
@@ -253,6 +270,15 @@ def test_nonmonotonic_send_later_send_lands_at_a_lower_offset():
     assert (case.value, case.offset, case.prev_value, case.prev_offset) == (101, 10, 100, 11)
     assert case.evidence == ("producer sent value 100 (t=1) before value 101 (t=1.1) to events-0, but 100 was "
                              "written at offset 11 and 101 at offset 10")
+
+
+def test_invoke_times_equal_up_to_float_noise_are_ordered_by_value():
+    """Near miss: the simulation clock reaches one instant by different sums; at equal invoke times the
+    application's order is the order of values, and 100 (offset 10) did go before 101 (offset 11)."""
+    h = History()
+    send(h, 2, [11], values=[101], invoke=[1.9999999999998908])
+    send(h, 2, [10], values=[100], invoke=[2.0])
+    assert counts(h) == {"unseen": 2}
 
 
 def test_sends_completing_out_of_order_but_in_offset_order_are_monotonic():
@@ -383,10 +409,12 @@ EXPECTED = {"lost-write": 2, "unseen": 1, "duplicate": 1, "inconsistent-offsets"
 
 
 def test_all_seven_together():
+    """kafka.clj ``analysis`` runs every detector over one history; here each finds its own case."""
     assert counts(_mixed_history()) == EXPECTED
 
 
 def test_dataframe_input_gives_the_same_report():
+    """check() accepts History.to_frame() as well and finds exactly the same cases."""
     h = _mixed_history()
     a, b = check(h), check(h.to_frame())
     assert a.anomalies == b.anomalies
@@ -456,6 +484,8 @@ def clean_history(rows=3_000_000, partitions=4, batch=500):
 
 
 def test_clean_three_million_row_history_reports_nothing():
+    """A valid history gets an empty :errors map from kafka.clj ``analysis``; ours reports every count 0.
+    (Speed is measured outside the tests.)"""
     h = clean_history()
     assert len(h) >= 3_000_000
     report = check(h)

@@ -11,6 +11,9 @@ from ..engine.network import Disconnected
 from ..kafka import protocol as P
 
 TICK = 0.1   # seconds between checks for requests that outlived their timeout
+RECONNECT_BACKOFF = 0.05       # reconnect.backoff.ms, doubling up to reconnect.backoff.max.ms
+RECONNECT_BACKOFF_MAX = 1.0
+CONNECTION_SETUP_TIMEOUT = 10.0  # socket.connection.setup.timeout.ms
 
 
 class Client(Node):
@@ -29,7 +32,12 @@ class Client(Node):
         self.leaders: dict[tuple, tuple[int, int]] = {}   # tp -> (leader id, leader epoch)
         self._metadata_corr = None
         self._metadata_sent = -1.0
+        self._metadata_deferred = False
         self._next_bootstrap = 0
+        self.connected: set[int] = set()          # brokers with an open connection
+        self._connecting: set[int] = set()
+        self._reconnect_at: dict[int, float] = {}
+        self._reconnect_backoff: dict[int, float] = {}
 
     def on_restart(self):
         self._reset_client()
@@ -47,6 +55,7 @@ class Client(Node):
 
     def receive(self, message):
         if type(message) is Disconnected:
+            self.on_disconnect(message.peer)
             corr = getattr(message.message, "corr", None)
             entry = self.inflight.pop(corr, None) if corr is not None else None
             if entry is not None:
@@ -57,20 +66,53 @@ class Client(Node):
             entry[3](message)
 
     def on_disconnect(self, peer):
-        """The broker crashed: every request in flight to it fails with a network error."""
+        """The connection to a broker broke (it crashed, or refused us): requests in flight on it fail."""
         if not peer.startswith("broker-"):
             return
         bid = int(peer[len("broker-"):])
+        self._lose_connection(bid)
         lost = [c for c, e in self.inflight.items() if e[0] == bid]
         for corr in lost:
             self.inflight.pop(corr)[3](P.NETWORK_EXCEPTION)
+        self.refresh_metadata()            # the Java NetworkClient asks for metadata after a disconnect
+
+    # ---- connections ------------------------------------------------------------------------------------
+    def ready(self, bid: int) -> bool:
+        """Is there a connection to ``bid``? If not, start one; the caller tries again later."""
+        if bid in self.connected:
+            return True
+        if bid not in self._connecting and self.now >= self._reconnect_at.get(bid, 0.0):
+            self._connecting.add(bid)
+            self.request(bid, P.ApiVersionsRequest(0), lambda r, bid=bid: self._on_connect(bid, r),
+                         timeout=CONNECTION_SETUP_TIMEOUT)
+        return False
+
+    def _on_connect(self, bid, response):
+        self._connecting.discard(bid)
+        if isinstance(response, P.ApiVersionsResponse):
+            self.connected.add(bid)
+            self._reconnect_backoff.pop(bid, None)
+            self.on_connected(bid)
+        else:
+            self._lose_connection(bid)
+
+    def _lose_connection(self, bid):
+        self.connected.discard(bid)
+        backoff = min(self._reconnect_backoff.get(bid, RECONNECT_BACKOFF / 2) * 2, RECONNECT_BACKOFF_MAX)
+        self._reconnect_backoff[bid] = backoff
+        self._reconnect_at[bid] = self.now + backoff
+
+    def on_connected(self, bid):
+        """A connection to ``bid`` is up (subclasses)."""
 
     def _tick(self):
         if self.inflight:
             now = self.now
             expired = [c for c, e in self.inflight.items() if now - e[1] >= e[2]]
             for corr in expired:
-                self.inflight.pop(corr)[3](P.REQUEST_TIMED_OUT)
+                entry = self.inflight.pop(corr)
+                self._lose_connection(entry[0])     # the Java client closes a connection whose request timed out
+                entry[3](P.REQUEST_TIMED_OUT)
         self.on_tick()
         self.call_later(TICK, self._tick)
 
@@ -83,18 +125,32 @@ class Client(Node):
         return known[0] if known else -1
 
     def refresh_metadata(self):
-        """Ask the next broker for metadata, unless a request is already on its way (and not too old)."""
-        if self._metadata_corr in self.inflight and self.now - self._metadata_sent < self.retry_backoff * 5:
+        """Ask a broker for metadata: one request at a time, at most one per retry.backoff.ms, preferring a
+        broker we are connected to (the Java client's least-loaded node)."""
+        if self._metadata_corr in self.inflight:
             return
-        bid = self.broker_ids[self._next_bootstrap % len(self.broker_ids)]
+        wait = self._metadata_sent + self.retry_backoff - self.now
+        if wait > 0:
+            if not self._metadata_deferred:
+                self._metadata_deferred = True
+                self.call_later(wait, self._deferred_refresh)
+            return
+        ids = self.broker_ids
+        order = [ids[(self._next_bootstrap + i) % len(ids)] for i in range(len(ids))]
+        bid = next((b for b in order if b in self.connected), None)
+        if bid is None:
+            bid = next((b for b in order if self._reconnect_at.get(b, 0.0) <= self.now), order[0])
         self._next_bootstrap += 1
         self._metadata_sent = self.now
-        self._metadata_corr = self.request(bid, P.MetadataRequest(0), self._on_metadata,
-                                           timeout=self.request_timeout)
+        self._metadata_corr = self.request(bid, P.MetadataRequest(0), self._on_metadata)
+
+    def _deferred_refresh(self):
+        self._metadata_deferred = False
+        self.refresh_metadata()
 
     def _on_metadata(self, response):
         if not isinstance(response, P.MetadataResponse):
-            return self.call_later(self.retry_backoff, self.refresh_metadata)
+            return self.refresh_metadata()
         changed = []
         for tp, (leader, epoch) in response.partitions.items():
             known = self.leaders.get(tp)

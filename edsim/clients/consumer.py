@@ -150,6 +150,7 @@ class Consumer(Client):
     # ---- fetching ---------------------------------------------------------------------------------------
     def on_metadata(self, changed):
         for tp in changed:
+            self._blocked.pop(tp, None)
             if tp in self.positions and tp in self.last_epoch and self.leaders[tp][1] > self.fetch_epoch.get(tp, -1):
                 self.validate.add(tp)
         self._fetch_all()
@@ -157,6 +158,9 @@ class Consumer(Client):
     def on_tick(self):
         if self.up:
             self._fetch_all()
+
+    def on_connected(self, bid):
+        self._fetch_all()
 
     def _fetch_all(self):
         for tp in self.assignment:
@@ -168,6 +172,8 @@ class Consumer(Client):
         if leader < 0:
             self._block(tp)
             return self.refresh_metadata()
+        if not self.ready(leader):
+            return
         position = self.positions.get(tp)
         epoch = self.leaders[tp][1]
         if position is None:

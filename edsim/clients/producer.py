@@ -128,6 +128,8 @@ class Producer(Client):
         self._rng = world.rng(f"{name}/partitioner")
         self.on_restarted = []               # callbacks after a restart (the workload resends there)
         self.outcome_listeners = []          # callbacks (type, values) when sends end
+        self.errors: dict[str, int] = {}     # error code -> responses with it, retried or not (Kafka's
+                                             # record-error and record-retry metrics, by code)
         self._reset_producer()
 
     def _reset_producer(self):
@@ -135,11 +137,12 @@ class Producer(Client):
         self.producer_epoch = 0
         self._sequences: dict[tuple, int] = {}
         self.open: dict[tuple, SendBatch] = {}        # the accumulator: one open batch per partition
-        self.ready: dict[tuple, list] = {}            # sealed batches waiting to be sent, in order
+        self.queued: dict[tuple, list] = {}            # sealed batches waiting to be sent, in order
         self.sending: dict[int, SendBatch] = {}       # corr -> batch in flight
         self.in_flight: dict[int, int] = {}           # broker id -> requests in flight
         self.tp_in_flight: dict[tuple, int] = {}
         self._sticky: dict[str, int] = {}
+        self._tables: dict[tuple, np.ndarray] = {}
         self._order = 0
         self._reset_pending = False
         self._pump_scheduled = False
@@ -151,10 +154,10 @@ class Producer(Client):
     def on_crash(self):
         """Every record not yet acknowledged ends: ``info`` if it may be in the log, ``fail`` if never sent."""
         self.world.history.event(self.now, self.name, "crash", detail="producer process crashed")
-        batches = list(self.open.values()) + [b for q in self.ready.values() for b in q] + list(self.sending.values())
+        batches = list(self.open.values()) + [b for q in self.queued.values() for b in q] + list(self.sending.values())
         for batch in sorted(batches):
             self._finish(batch, "info" if batch.maybe_written or batch.attempts else "fail", error="CRASHED")
-        self.open, self.ready, self.sending = {}, {}, {}
+        self.open, self.queued, self.sending = {}, {}, {}
 
     def on_restart(self):
         super().on_restart()
@@ -189,13 +192,15 @@ class Producer(Client):
         self.unresolved += n
         partitions = self.kafka.topics[topic]["partitions"]
         keyed = keys >= 0
+        if partitions == 1 and (keyed.all() or not keyed.any()):
+            return self._append((topic, 0), values, keys, invoke_times, payloads, futures)
         if keyed.all():
-            table = {int(k): partition_for(int(k), partitions) for k in np.unique(keys)}
-            parts = np.fromiter((table[int(k)] for k in keys), np.int64, n) if n > 1 else \
-                np.array([table[int(keys[0])]])
-            for p in np.unique(parts):
-                idx = np.flatnonzero(parts == p)
-                self._append((topic, int(p)), values[idx], keys[idx], invoke_times[idx],
+            parts = self._partition_table(topic, partitions, int(keys.max()))[keys]
+            order = np.argsort(parts, kind="stable")
+            sorted_parts = parts[order]
+            cuts = np.flatnonzero(np.diff(sorted_parts)) + 1
+            for idx in np.split(order, cuts):
+                self._append((topic, int(parts[idx[0]])), values[idx], keys[idx], invoke_times[idx],
                              None if payloads is None else [payloads[i] for i in idx],
                              None if futures is None else [futures[i] for i in idx])
         elif not keyed.any():
@@ -207,6 +212,15 @@ class Producer(Client):
                 self.send_many(topic, values[idx], keys[idx], invoke_times[idx],
                                None if payloads is None else [payloads[i] for i in idx],
                                None if futures is None else [futures[i] for i in idx])
+
+    def _partition_table(self, topic, partitions, max_key):
+        """partition_for(key) for keys 0..max_key, kept per topic and partition count."""
+        table = self._tables.get((topic, partitions))
+        if table is None or len(table) <= max_key:
+            size = max(max_key + 1, 2 * len(table) if table is not None else 64)
+            table = np.fromiter((partition_for(k, partitions) for k in range(size)), np.int64, size)
+            self._tables[(topic, partitions)] = table
+        return table
 
     def send(self, topic: str, value: int, key=None, payload=None):
         """Send one record; returns a SimPy event that succeeds with RecordMetadata or fails with KafkaError."""
@@ -269,7 +283,7 @@ class Producer(Client):
         batch.values = np.concatenate(batch.values)
         batch.keys = np.concatenate(batch.keys)
         batch.invoke_times = np.concatenate(batch.invoke_times)
-        insort(self.ready.setdefault(batch.tp, []), batch)
+        insort(self.queued.setdefault(batch.tp, []), batch)
         self._pump()
 
     # ---- the sender -------------------------------------------------------------------------------------
@@ -282,7 +296,7 @@ class Producer(Client):
                 return
         now = self.now
         need_metadata = False
-        for tp, queue in self.ready.items():
+        for tp, queue in self.queued.items():
             while queue:
                 batch = queue[0]
                 if now - batch.created >= self.delivery_timeout:
@@ -295,7 +309,7 @@ class Producer(Client):
                 if leader < 0:
                     need_metadata = True
                     break
-                if self.in_flight.get(leader, 0) >= self.max_in_flight:
+                if self.in_flight.get(leader, 0) >= self.max_in_flight or not self.ready(leader):
                     break
                 queue.pop(0)
                 self._send(batch, leader)
@@ -315,8 +329,11 @@ class Producer(Client):
     def on_metadata(self, changed):
         self._pump()
 
+    def on_connected(self, bid):
+        self._pump()
+
     def on_tick(self):
-        if any(self.ready.values()):
+        if any(self.queued.values()):
             self._pump()
 
     def _send(self, batch, leader):
@@ -331,6 +348,7 @@ class Producer(Client):
         batch.attempts += 1
         request = P.ProduceRequest(0, batch.tp, batch.wire, self.acks, self.request_timeout)
         if self.acks == "0":
+            request.reply_to = self.name
             self.world.network.send(self, f"broker-{leader}", request)
             batch.maybe_written = True
             self._finish(batch, "ok", offsets=-1)     # no answer will come: the send counts as done
@@ -347,6 +365,7 @@ class Producer(Client):
             offsets = response.base_offset + np.arange(len(batch), dtype=np.int64)
             self._finish(batch, "ok", offsets=offsets)
         else:
+            self.errors[error] = self.errors.get(error, 0) + 1
             if error in P.OUTCOME_UNKNOWN:
                 batch.maybe_written = True
             if error in REFRESH:
@@ -354,7 +373,7 @@ class Producer(Client):
             expired = self.now - batch.created >= self.delivery_timeout
             if error in RETRIABLE and batch.attempts <= self.retries and not expired:
                 batch.retry_at = self.now + self.retry_backoff
-                insort(self.ready.setdefault(batch.tp, []), batch)
+                insort(self.queued.setdefault(batch.tp, []), batch)
                 self._schedule_pump(self.retry_backoff)
             elif expired:
                 self._expire(batch)
@@ -373,7 +392,7 @@ class Producer(Client):
         self._reset_pending = False
         self.producer_epoch += 1
         self._sequences = {}
-        for queue in self.ready.values():
+        for queue in self.queued.values():
             for batch in queue:
                 batch.sequence = -1
 

@@ -6,6 +6,8 @@ from ..engine.network import Disconnected
 from . import protocol as P
 
 TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expiry, ISR checks, checkpoints)
+REFUSED_WHILE_STARTING = (P.ProduceRequest, P.FetchRequest, P.MetadataRequest, P.ListOffsetsRequest,
+                          P.InitProducerIdRequest, P.ApiVersionsRequest)
 
 
 class Broker(Node):
@@ -25,6 +27,7 @@ class Broker(Node):
         self.replicas: dict[tuple, object] = {}      # on disk: the replicas assigned here
         self._corr = 0
         self._reset_memory()
+        self.serving = True                          # a restarted broker serves once it has the metadata
         self._start_loops()
 
     # ---- lifecycle --------------------------------------------------------------------------------------
@@ -48,6 +51,7 @@ class Broker(Node):
 
     def on_restart(self):
         self._reset_memory()
+        self.serving = False
         self._start_loops()
         # A restarted broker registers anew (a new incarnation); the controller fences the old one.
         self.send(self.cluster.controller.name, P.BrokerRegistration(self.id, self.incarnation))
@@ -102,6 +106,9 @@ class Broker(Node):
     # ---- receiving --------------------------------------------------------------------------------------
     def receive(self, message):
         kind = type(message)
+        if not self.serving and kind in REFUSED_WHILE_STARTING:
+            # Listeners open only once the broker has caught up with the metadata: connections are refused.
+            return self.send(message.reply_to, Disconnected(self.name, message))
         if kind is P.ProduceRequest:
             self._produce(message)
         elif kind is P.FetchRequest:
@@ -122,6 +129,8 @@ class Broker(Node):
         elif kind is P.MetadataRequest:
             partitions = {tp: (s.leader, s.leader_epoch) for tp, s in self.metadata.items()}
             self.send(message.reply_to, P.MetadataResponse(message.corr, partitions))
+        elif kind is P.ApiVersionsRequest:
+            self.send(message.reply_to, P.ApiVersionsResponse(message.corr))
         elif kind is P.ListOffsetsRequest:
             self._list_offsets(message)
         elif kind is P.InitProducerIdRequest:
@@ -146,7 +155,10 @@ class Broker(Node):
         corr, tp = req.corr, req.tp
 
         def reply(error, base=-1):
-            self.send(client, P.ProduceResponse(corr, tp, error, base))
+            if req.acks != "0":
+                self.send(client, P.ProduceResponse(corr, tp, error, base))
+            elif error is not None:      # acks=0 gets no answer: on an error Kafka closes the connection
+                self.send(client, Disconnected(self.name))
 
         if replica is None:
             return reply(P.NOT_LEADER_OR_FOLLOWER)
@@ -180,6 +192,7 @@ class Broker(Node):
         for state in update.records:
             self.apply_partition_state(state)
         self.metadata_offset = max(self.metadata_offset, update.end)
+        self.serving = True
 
     def apply_partition_state(self, state: P.PartitionState):
         known = self.metadata.get(state.tp)

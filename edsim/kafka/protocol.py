@@ -102,6 +102,18 @@ class ListOffsetsResponse:
 
 
 @dataclass(slots=True)
+class ApiVersionsRequest:
+    """The first request on a new connection: edsim uses it as the connection's handshake."""
+    corr: int
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class ApiVersionsResponse:
+    corr: int
+
+
+@dataclass(slots=True)
 class InitProducerIdRequest:
     corr: int
     reply_to: str = ""
