@@ -39,8 +39,11 @@ class Network:
         n = self.blocked.get((a, b), 0) - 1
         if n > 0:
             self.blocked[(a, b)] = n
-        else:
-            self.blocked.pop((a, b), None)
+        elif self.blocked.pop((a, b), None) is not None:
+            # TCP retransmits what the partition swallowed soon after it heals: tell the sender.
+            node = self.world.nodes.get(a)
+            if node is not None and node.up:
+                node._fire(node.incarnation, node.on_link_restored, (b,))
 
     def add_drop(self, a, b, probability):
         self.drops.setdefault((a, b), []).append(probability)
@@ -63,7 +66,9 @@ class Network:
             self.slow.pop(node, None)
 
     def heal(self):
-        self.blocked.clear()
+        for a, b in list(self.blocked):
+            self.blocked[(a, b)] = 1
+            self.unblock(a, b)
         self.drops.clear()
         self.slow.clear()
 

@@ -84,3 +84,6 @@ class Node:
 
     def on_disconnect(self, peer: str):
         """A connection to ``peer`` was reset because ``peer`` crashed (subclasses)."""
+
+    def on_link_restored(self, peer: str):
+        """A partition between this node and ``peer`` healed: what TCP held back goes through (subclasses)."""

@@ -141,6 +141,15 @@ class Broker(Node):
     def on_disconnect(self, peer):
         self._disconnected(peer, None)
 
+    def on_link_restored(self, peer):
+        """A fetch lost in a partition is retransmitted once the link heals (TCP), not after the socket timeout."""
+        if not peer.startswith("broker-"):
+            return
+        leader = int(peer[len("broker-"):])
+        for replica in self.replicas.values():
+            if replica.role == "follower" and replica.leader == leader and replica.fetch_corr not in (None, -1):
+                replica.send_fetch()
+
     def _disconnected(self, peer, message):
         if not peer.startswith("broker-"):
             return

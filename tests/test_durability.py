@@ -1,0 +1,238 @@
+"""The Durability rows of shared/FIDELITY.md: each unsafe setting shows its loss for a fixed seed, and the
+setting that prevents it shows none over 50 seeds.
+
+Sources: Kafka's design documentation, section "Replication" (acks, ISR, high watermark, unclean leader
+election, min.insync.replicas); ProducerConfig docs for `acks`; KIP-101 and KIP-279 (leader epochs);
+KAFKA-15583 / apache/kafka PR #14594 (high watermark held while the ISR is under min.insync.replicas);
+Kyle Kingsbury, "Jepsen: Kafka" (2013).
+"""
+import numpy as np
+
+import edsim
+from edsim import faults
+
+from conftest import polled, sends, sweep_anomalies
+
+LOSS = ("lost-write", "unseen", "inconsistent-offsets", "duplicate")
+
+# Followers fall behind first (they cannot fetch), then the leader dies: "the leader acks, then crashes before
+# the followers fetch" (FIDELITY, acks=1 row).
+BEHIND_THEN_CRASH = [faults.partition(["leader"], ["followers"], at=0.5, heal_after=5),
+                     faults.crash("leader", at=1.0, restart_after=2.0)]
+
+
+def test_acks_0_counts_records_sent_without_offsets_and_loses_them():
+    """acks=0: the producer counts a record sent when it leaves, with no offset (-1); records the leader held
+    alone are gone after it crashes, and nobody was ever told (ProducerConfig `acks`)."""
+    result = edsim.simulate(producer={"acks": "0"}, faults=BEHIND_THEN_CRASH, seed=1)
+    ok = sends(result, "ok")
+    assert len(ok) == 3000 and (ok["offset"] == -1).all()
+    assert result.anomalies["unseen"] > 100
+    assert result.anomalies["lost-write"] == 0          # without offsets a loss cannot be proven, only unseen
+    missing = set(ok["value"]) - polled(result, "catch-up")
+    assert len(missing) == result.anomalies["unseen"]
+
+
+def test_acks_1_loses_acknowledged_writes_the_old_leader_truncates():
+    """acks=1 acknowledges once the leader has the write. A leader that dies before its followers fetch loses
+    acknowledged records; on its return it truncates them (its log diverged from the new leader's, KIP-101);
+    no consumer had read them, because reads stop at the high watermark."""
+    result = edsim.simulate(producer={"acks": "1"}, faults=BEHIND_THEN_CRASH, seed=1)
+    assert result.anomalies["lost-write"] > 100
+    lost = set(result.anomaly_cases["lost-write"]["value"])
+    acked = set(sends(result, "ok")["value"])
+    assert lost <= acked
+    assert not lost & polled(result)                     # never read, by anyone
+    old_leader = result.truth.log(0, broker=1)
+    assert not lost & set(old_leader["value"])           # truncated on the old leader too
+    assert result.truth.replicas().query("broker == 1")["up"].item()
+    assert result.truth.leaders()["leader"].iloc[-1] != 1
+
+
+def test_acks_1_with_a_healthy_follower_loses_only_in_a_race():
+    """With followers parked in long-poll fetches, the leader ships each batch to them the moment it acks it, so
+    a leader crash rarely loses acks=1 writes; the loss needs followers behind (the test above)."""
+    frame = edsim.sweep(edsim.Scenario(producer={"acks": "1"},
+                                       faults=[faults.crash("leader", at=1.0, restart_after=2.0)]), seeds=range(10))
+    assert (frame["lost-write"] == 0).all()
+
+
+def test_acks_all_keeps_acknowledged_writes_when_the_leader_dies(pool):
+    """The same faults with acks=all: a write is acknowledged only once every ISR member has it."""
+    scenario = edsim.Scenario(producer={"acks": "all"}, faults=BEHIND_THEN_CRASH)
+    assert sweep_anomalies(scenario, pool, LOSS) == {}
+    result = scenario.run(seed=1)
+    assert result.anomalies["lost-write"] == 0
+    assert len(sends(result, "ok")) == 3000                # nothing lost, nothing given up: the writes waited
+
+
+ISR_OF_ONE = dict(
+    topic={"min.insync.replicas": 1},
+    broker={"replica.lag.time.max.ms": 10000},
+    workload={"messages": 5000, "rate": 200},
+    # followers cannot fetch: after replica.lag.time.max.ms the ISR is the leader alone; then it dies for good
+    faults=[faults.partition(["leader"], ["followers"], at=1.0, heal_after=40), faults.crash("leader", at=20.0)],
+)
+
+
+def test_acks_all_with_an_isr_of_one_and_unclean_election_loses_writes():
+    """acks=all means "all of the ISR". Once the ISR has shrunk to the leader, acks=all writes have one copy;
+    when that leader dies and a stale replica is elected, they are gone and their offsets are reused."""
+    result = edsim.Scenario(**ISR_OF_ONE).replace(**{"topic.unclean.leader.election.enable": True}).run(seed=1)
+    leaders = result.truth.leaders()
+    assert (leaders["isr"].apply(len) == 1).any()                   # the ISR shrank to the leader
+    assert leaders["leader"].iloc[-1] != leaders["leader"].iloc[0]  # a stale replica took over
+    acked = set(sends(result, "ok")["value"])
+    survived = polled(result, "catch-up")
+    assert len(acked - survived) > 1000
+    assert result.anomalies["inconsistent-offsets"] > 0
+
+
+def test_acks_all_with_an_isr_of_one_and_clean_election_stays_offline(pool):
+    """With unclean election off the only in-sync copy is the dead leader: the partition stays offline, and
+    nothing acknowledged is lost (over 50 seeds)."""
+    scenario = edsim.Scenario(**ISR_OF_ONE)
+    result = scenario.run(seed=1)
+    assert result.truth.offline() == [("events", 0)]
+    assert result.truth.leaders()["leader"].iloc[-1] == -1
+    assert any("offline" in note for note in result.notes)
+    assert sweep_anomalies(scenario, pool, ("lost-write", "inconsistent-offsets", "duplicate")) == {}
+
+
+MIN_ISR = dict(topic={"min.insync.replicas": 2}, workload={"messages": 5000, "rate": 1000},
+               faults=[faults.crash("followers", at=1.0)])
+
+
+def test_min_insync_replicas_refuses_acks_all_until_delivery_timeout():
+    """RF=3, min.insync.replicas=2, two brokers down: acks=all writes get NOT_ENOUGH_REPLICAS, are retried, and
+    fail when delivery.timeout.ms runs out; the high watermark stays where it was (KAFKA-15583)."""
+    result = edsim.simulate(**MIN_ISR, producer={"acks": "all", "delivery.timeout.ms": 40000}, seed=1)
+    assert result.producer_errors.get("NOT_ENOUGH_REPLICAS", 0) > 10
+    final = sends(result).drop_duplicates("value", keep="last")
+    failed = final[final["type"] != "ok"]
+    assert len(failed) > 3000
+    assert set(failed["error"].astype(str)) == {"DELIVERY_TIMEOUT"}
+    waited = failed["time"] - failed["invoke_time"]
+    # retried for the whole delivery.timeout.ms, counted from the batch's creation (up to linger.ms earlier)
+    assert waited.min() >= 40.0 - 0.005 - 1e-9
+    leader = result.truth.replicas().query("role == 'leader'")
+    assert leader["high_watermark"].item() < 1100                   # frozen near where the followers died
+    assert result.anomalies["lost-write"] == 0
+
+
+def test_min_insync_replicas_does_not_stop_acks_1():
+    """acks=1 writes still succeed with one replica; but the high watermark is frozen, so nobody can read them."""
+    result = edsim.simulate(**MIN_ISR, producer={"acks": "1"}, seed=1)
+    assert (sends(result).drop_duplicates("value", keep="last")["type"] == "ok").all()
+    leader = result.truth.replicas().query("role == 'leader'")
+    assert leader["log_end"].item() == 5000
+    assert leader["high_watermark"].item() < 1100
+    assert result.anomalies["unseen"] > 3000
+
+
+UNCLEAN = dict(
+    workload={"messages": 9000, "rate": 200},
+    # followers die; after broker.session.timeout.ms the ISR is the leader alone; it keeps taking writes, then
+    # dies; the stale followers return first.
+    faults=[faults.crash(2, at=1.0, restart_after=19), faults.crash(3, at=1.0, restart_after=19),
+            faults.crash(1, at=15.0, restart_after=25)],
+)
+
+
+def test_unclean_election_loses_committed_consumed_records():
+    """unclean.leader.election.enable=true elects a stale replica: records that were committed and consumed
+    vanish and their offsets are reused for other records (Kafka docs, "Unclean leader election")."""
+    result = edsim.simulate(**UNCLEAN, topic={"unclean.leader.election.enable": True}, seed=1)
+    consumed = polled(result, "consumer-1")
+    survived = polled(result, "catch-up")
+    assert len(consumed - survived) > 500
+    assert result.anomalies["inconsistent-offsets"] > 500
+    case = result.anomaly_cases["inconsistent-offsets"].iloc[0]
+    assert "holds 2 different values" in case["evidence"]
+
+
+def test_clean_election_waits_and_loses_nothing(pool):
+    """With unclean election off the partition is unavailable until the last in-sync replica returns, and
+    nothing is lost (over 50 seeds)."""
+    scenario = edsim.Scenario(**UNCLEAN)
+    result = scenario.run(seed=1)
+    leaders = result.truth.leaders()
+    assert (leaders["leader"] == -1).any()                          # offline while broker 1 was away
+    assert leaders["leader"].iloc[-1] == 1                          # ... until it came back
+    assert sweep_anomalies(scenario, pool, LOSS) == {}
+
+
+EPOCHS = dict(
+    workload={"messages": 6000, "rate": 200},
+    # the leader dies for good; the new leader's follower (broker 3) cannot fetch from it; the new leader dies
+    # too, and broker 3, still in the ISR, is elected.
+    faults=[faults.crash(1, at=1.0), faults.partition([3], [2], at=9.0, heal_after=60), faults.crash(2, at=12.0)],
+)
+
+
+def test_high_watermark_truncation_loses_committed_records():
+    """Before KIP-101 a replica that became a follower truncated its log to its own high watermark, which lags
+    the leader's. Elected later, it lacks committed records: they are lost and their offsets reused."""
+    result = edsim.simulate(**EPOCHS, broker={"edsim.legacy.truncation": "high-watermark"}, seed=1)
+    assert result.anomalies["inconsistent-offsets"] > 0
+    acked = set(sends(result, "ok")["value"])
+    assert acked - polled(result, "catch-up")
+
+
+def test_leader_epoch_truncation_keeps_replicas_consistent(pool):
+    """KIP-101/KIP-279: a follower asks the leader where its epoch ends and truncates only what diverged; the
+    same schedule loses nothing (over 50 seeds), and the replicas' logs agree."""
+    scenario = edsim.Scenario(**EPOCHS)
+    assert sweep_anomalies(scenario, pool, LOSS) == {}
+    result = scenario.run(seed=1)
+    log = result.truth.log(0, broker=3)
+    assert len(log) == 6000 and log["offset"].is_monotonic_increasing
+
+
+JEPSEN = dict(
+    broker={"replica.lag.time.max.ms": 10000},
+    workload={"messages": 8000, "rate": 200},
+    # Jepsen 2013: cut the leader off from its followers (the ISR shrinks to the leader), then isolate the
+    # leader completely (a new leader is elected), then heal.
+    faults=[faults.partition(["leader"], ["followers"], at=1.0, heal_after=40),
+            faults.isolate("leader", at=20.0, heal_after=15)],
+)
+
+
+def test_jepsen_2013_loses_acknowledged_writes_with_min_isr_1_and_unclean_election():
+    result = edsim.simulate(**JEPSEN, topic={"unclean.leader.election.enable": True}, seed=1)
+    acked = set(sends(result, "ok")["value"])
+    assert len(acked - polled(result, "catch-up")) > 100
+    assert result.anomalies["inconsistent-offsets"] > 0
+
+
+def test_jepsen_2013_with_min_isr_2_and_clean_election_is_unavailable_not_lossy(pool):
+    """The fix Jepsen proposed: min.insync.replicas=2 refuses writes once the ISR is the leader alone, and clean
+    election waits for it. The price is availability: writes are refused while it lasts."""
+    scenario = edsim.Scenario(**JEPSEN, topic={"min.insync.replicas": 2})
+    result = scenario.run(seed=1)
+    # the writes already waiting for the lost followers time out; new ones would get NOT_ENOUGH_REPLICAS
+    assert result.producer_errors.get("REQUEST_TIMED_OUT", 0) + result.producer_errors.get("NOT_ENOUGH_REPLICAS", 0)
+    latency = sends(result, "ok").eval("time - invoke_time")
+    assert latency.max() > 10                                       # writes waited out the outage
+    assert sweep_anomalies(scenario, pool, LOSS) == {}
+
+
+def test_jepsen_2013_loss_needs_unclean_election_even_with_min_isr_1(pool):
+    """Today's default that prevents the 2013 loss is unclean.leader.election.enable=false: with
+    min.insync.replicas still at its default of 1 nothing is lost, but the partition is offline while the
+    leader is isolated."""
+    scenario = edsim.Scenario(**JEPSEN)
+    result = scenario.run(seed=1)
+    assert (result.truth.leaders()["leader"] == -1).any()
+    assert sweep_anomalies(scenario, pool, LOSS) == {}
+
+
+def test_high_watermark_is_the_minimum_log_end_of_the_isr():
+    """The high watermark never passes a record some ISR member lacks (design docs, "Replication")."""
+    result = edsim.simulate(seed=3)
+    replicas = result.truth.replicas()
+    leader = replicas.query("role == 'leader'")
+    isr = replicas[replicas["in_isr"]]
+    assert leader["high_watermark"].item() <= isr["log_end"].min()
+    assert np.array_equal(result.truth.log(0, broker=1)["value"], result.truth.log(0, broker=2)["value"])
