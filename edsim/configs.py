@@ -180,6 +180,7 @@ PRODUCER = _table(
     Setting("delivery.timeout.ms", 120000, non_negative_number),
     Setting("request.timeout.ms", 30000, positive_number),
     Setting("retry.backoff.ms", 100, non_negative_number),
+    Setting("retry.backoff.max.ms", 1000, non_negative_number),
     Setting("linger.ms", 5, non_negative_number),
     Setting("batch.size", 16384, positive_int),
     Setting("transactional.id", None, optional_text),

@@ -83,6 +83,7 @@ class Client(Node):
             return True
         if bid not in self._connecting and self.now >= self._reconnect_at.get(bid, 0.0):
             self._connecting.add(bid)
+            self.world.network.reconnect(self.name, f"broker-{bid}")
             self.request(bid, P.ApiVersionsRequest(0), lambda r, bid=bid: self._on_connect(bid, r),
                          timeout=CONNECTION_SETUP_TIMEOUT)
         return False
@@ -110,9 +111,15 @@ class Client(Node):
             now = self.now
             expired = [c for c, e in self.inflight.items() if now - e[1] >= e[2]]
             for corr in expired:
-                entry = self.inflight.pop(corr)
-                self._lose_connection(entry[0])     # the Java client closes a connection whose request timed out
+                entry = self.inflight.pop(corr, None)
+                if entry is None:
+                    continue
                 entry[3](P.REQUEST_TIMED_OUT)
+                # The Java client closes a connection whose request timed out: the rest in flight on it fail too.
+                bid = entry[0]
+                self._lose_connection(bid)
+                for other in [c for c, e in self.inflight.items() if e[0] == bid]:
+                    self.inflight.pop(other)[3](P.NETWORK_EXCEPTION)
         self.on_tick()
         self.call_later(TICK, self._tick)
 

@@ -124,8 +124,9 @@ class Producer(Client):
         self.max_in_flight = config["max.in.flight.requests.per.connection"]
         self.delivery_timeout = config.seconds("delivery.timeout.ms")
         self.linger = config.seconds("linger.ms")
+        self.retry_backoff_max = max(config.seconds("retry.backoff.max.ms"), config.seconds("retry.backoff.ms"))
         self.records_per_batch = max(1, config["batch.size"] // max(1, record_size))
-        self._rng = world.rng(f"{name}/partitioner")
+        self._rng = world.rng(f"{name}/producer")
         self.on_restarted = []               # callbacks after a restart (the workload resends there)
         self.outcome_listeners = []          # callbacks (type, values) when sends end
         self.errors: dict[str, int] = {}     # error code -> responses with it, retried or not (Kafka's
@@ -144,7 +145,8 @@ class Producer(Client):
         self._sticky: dict[str, int] = {}
         self._tables: dict[tuple, np.ndarray] = {}
         self._order = 0
-        self._reset_pending = False
+        self._unresolved: set = set()                  # partitions with an expired batch (KIP-360)
+        self._acked_seq: dict[tuple, int] = {}        # highest sequence acknowledged per partition
         self._pump_scheduled = False
         self.unresolved = 0                            # records sent but not yet acknowledged or failed
         if self.idempotent:
@@ -289,14 +291,15 @@ class Producer(Client):
     # ---- the sender -------------------------------------------------------------------------------------
     def _pump(self):
         """Send every batch that may go now (Kafka's Sender loop)."""
-        if self.idempotent and (self.producer_id < 0 or self._reset_pending):
-            if self._reset_pending and not self.sending:
-                self._bump_epoch()
-            else:
+        if self.idempotent and (self.producer_id < 0 or self._unresolved):
+            if self.producer_id < 0:
                 return
+            self._resolve_sequences()
         now = self.now
         need_metadata = False
         for tp, queue in self.queued.items():
+            if tp in self._unresolved:
+                continue                                 # no new sequences until the gap is resolved
             while queue:
                 batch = queue[0]
                 if now - batch.created >= self.delivery_timeout:
@@ -362,6 +365,9 @@ class Producer(Client):
         self.sending.pop(batch.corr, None)
         error = response if isinstance(response, str) else response.error
         if error is None:
+            if self.idempotent:
+                end = batch.sequence + len(batch) - 1
+                self._acked_seq[batch.tp] = max(self._acked_seq.get(batch.tp, -1), end)
             offsets = response.base_offset + np.arange(len(batch), dtype=np.int64)
             self._finish(batch, "ok", offsets=offsets)
         else:
@@ -372,9 +378,10 @@ class Producer(Client):
                 self.refresh_metadata()
             expired = self.now - batch.created >= self.delivery_timeout
             if error in RETRIABLE and batch.attempts <= self.retries and not expired:
-                batch.retry_at = self.now + self.retry_backoff
+                backoff = self._backoff(batch.attempts)
+                batch.retry_at = self.now + backoff
                 insort(self.queued.setdefault(batch.tp, []), batch)
-                self._schedule_pump(self.retry_backoff)
+                self.call_later(backoff, self._pump)
             elif expired:
                 self._expire(batch)
             else:
@@ -382,14 +389,36 @@ class Producer(Client):
         self._pump()
 
     def _expire(self, batch):
-        """delivery.timeout.ms passed. An idempotent producer must then restart its sequences (KIP-360)."""
+        """delivery.timeout.ms passed. An idempotent producer must find out whether its sequence has a gap."""
         self._finish(batch, "info" if batch.maybe_written else "fail", error=P.DELIVERY_TIMEOUT)
-        if self.idempotent:
-            self._reset_pending = True
+        if self.idempotent and batch.sequence >= 0:
+            self._unresolved.add(batch.tp)
+
+    def _resolve_sequences(self):
+        """Java's TransactionManager.maybeResolveSequences: once nothing is in flight for a partition with an
+        expired batch, either later batches were acknowledged (so the expired one was written: nothing to do) or
+        the sequence has a gap, and only a new epoch with sequences from 0 lets the producer go on (KIP-360)."""
+        busy = {b.tp for b in self.sending.values()}
+        for tp in list(self._unresolved):
+            if tp in busy:
+                continue
+            if self._acked_seq.get(tp, -1) + 1 == self._sequences.get(tp, 0):
+                self._unresolved.discard(tp)
+            elif not self.sending:                      # the epoch is bumped with nothing in flight
+                self._unresolved.clear()
+                self._bump_epoch()
+                return
+
+    def _backoff(self, attempts):
+        """KIP-580 (Kafka 3.7+): retry.backoff.ms doubling per attempt up to retry.backoff.max.ms, with 20% jitter.
+        The jitter matters: batches that failed together are retried apart."""
+        base = self.retry_backoff * 2 ** (attempts - 1)
+        return min(base, self.retry_backoff_max) * self._rng.uniform(0.8, 1.2)
 
     def _bump_epoch(self):
         # Java bumps the epoch through InitProducerId; edsim bumps it in place: same effect on the broker.
-        self._reset_pending = False
+        self._unresolved: set = set()                  # partitions with an expired batch (KIP-360)
+        self._acked_seq: dict[tuple, int] = {}        # highest sequence acknowledged per partition
         self.producer_epoch += 1
         self._sequences = {}
         for queue in self.queued.values():

@@ -1,9 +1,11 @@
-"""The network: one-way messages with latency and jitter, FIFO per link as TCP keeps them, and faults.
+"""The network: one-way messages with latency and jitter, FIFO per connection as TCP keeps them, and faults.
 
-Faults are per directed link: *blocked* links (partitions, isolation) lose everything silently, *drop* rules
-lose each message with a probability, and *slow* nodes multiply the latency of their links. A message sent to a
-crashed node is refused: the sender learns of it one latency later, as a TCP reset; a node that crashes resets
-its open connections the same way.
+Faults are per directed link: *blocked* links (partitions, isolation) lose everything silently; *drop* rules lose
+each transmission with a probability, and, as TCP does, the message is sent again after a retransmission timeout
+(200 ms, doubling) while everything behind it on the connection waits; *slow* nodes multiply the latency of their
+links. A message sent to a crashed node is refused: the sender learns of it one latency later, as a TCP reset; a
+node that crashes resets its open connections the same way. A client that gives up on a connection opens a new
+one (``reconnect``); what the old one still carries arrives all the same.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ class Network:
         self.blocked: dict[tuple[str, str], int] = {}
         self.drops: dict[tuple[str, str], list[float]] = {}
         self.slow: dict[str, list[float]] = {}
-        self._last: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple, float] = {}
+        self._connection: dict[tuple[str, str], int] = {}
         self._rng = world.rng("network")
         self.sent = 0
         world.network = self
@@ -94,8 +97,8 @@ class Network:
         link = (src.name, dst_name)
         if link in self.blocked:
             return
-        if self.drops:
-            for p in self.drops.get(link, ()):
+        if self.drops and link in self.drops:
+            for p in self.drops[link]:
                 if self._rng.random() < p:
                     return
         dst = self.world.nodes[dst_name]
@@ -106,10 +109,16 @@ class Network:
             return
         self._schedule(src, dst, message)
 
+    def reconnect(self, a: str, b: str):
+        """A new connection between ``a`` and ``b``: it does not queue behind what the old one still holds."""
+        for link in ((a, b), (b, a)):
+            self._connection[link] = self._connection.get(link, 0) + 1
+
     def _schedule(self, src, dst, message):
         link = (src.name, dst.name)
         now = self.world.env.now
         at = now + self._delay(*link)
+        link = link + (self._connection.get(link, 0),)
         last = self._last.get(link, 0.0)
         if at < last:
             at = last

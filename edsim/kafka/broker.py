@@ -87,7 +87,7 @@ class Broker(Node):
         for replica in self.replicas.values():
             if replica.role == "follower" and replica.fetch_corr not in (None, -1) \
                     and now - replica.fetch_sent > self.fetch_timeout + replica.broker.fetch_wait:
-                replica.send_fetch()                            # replica.socket.timeout.ms passed: ask again
+                replica.send_fetch(reconnect=True)              # replica.socket.timeout.ms passed: ask again
             elif replica.pending_isr is not None and now - replica.alter_sent > self.heartbeat_interval:
                 replica.alter_sent = now                        # AlterPartition is retried until answered
                 self.send_alter_partition(replica)

@@ -298,8 +298,10 @@ class Replica:
         self.pending_isr = None
 
     # ---- follower ----------------------------------------------------------------------------------------
-    def send_fetch(self):
+    def send_fetch(self, reconnect=False):
         broker = self.broker
+        if reconnect:
+            broker.world.network.reconnect(broker.name, f"broker-{self.leader}")
         self.fetch_corr = corr = broker.next_corr()
         self.fetch_sent = broker.now
         last_epoch = -1 if broker.legacy_truncation else self.log.last_epoch

@@ -1,0 +1,340 @@
+"""Unit tests of the pieces everything else stands on: the partitioner's hash, the log and its leader-epoch cache,
+the broker's memory of idempotent producers, and the config tables with Kafka 4.x defaults (shared FIDELITY.md)."""
+import numpy as np
+import pytest
+
+import edsim
+from edsim.clients import producer_config
+from edsim.clients.partitioner import key_bytes, murmur2, partition_for
+from edsim.configs import BROKER, CONSUMER, PRODUCER, TOPIC, Config
+from edsim.kafka.log import Batch, Log, ProducerState
+
+
+# ---- partitioner -----------------------------------------------------------------------------------------
+# apache/kafka clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java, testMurmur2
+# (commit f55581dc73953c3509a4702433aeeeddc2970779): "<text>".getBytes() -> expected Utils.murmur2 value.
+KAFKA_MURMUR2_VECTORS = [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (bytes([ord("a"), ord("b"), ord("c")]), 479470107),
+]
+
+
+@pytest.mark.parametrize("data, expected", KAFKA_MURMUR2_VECTORS, ids=lambda v: repr(v)[:20])
+def test_murmur2_matches_kafka_utils_test_vectors(data, expected):
+    """Kafka's own vectors (apache/kafka ``UtilsTest.testMurmur2``), covering tails of 0, 1, 2 and 3 bytes
+    (lengths 2, 6, 24, 26, 48, 3) and both signs of the Java int result."""
+    assert murmur2(data) == expected
+
+
+def test_murmur2_returns_a_signed_java_int():
+    values = [murmur2(str(i).encode()) for i in range(2000)]
+    assert all(-(1 << 31) <= v < (1 << 31) for v in values)
+    assert min(values) < 0 < max(values)
+
+
+@pytest.mark.parametrize("key", ["21", "foobar", "order-17", 42, "ünïcode", ""])
+@pytest.mark.parametrize("n", [1, 3, 7, 12])
+def test_partition_for_is_to_positive_murmur2_mod_n(key, n):
+    """DefaultPartitioner / BuiltInPartitioner.partitionForKey: ``toPositive(murmur2(keyBytes)) % numPartitions``;
+    keys are serialised as StringSerializer would (UTF-8 of the text)."""
+    expected = (murmur2(str(key).encode("utf-8")) & 0x7FFFFFFF) % n
+    assert key_bytes(key) == str(key).encode("utf-8")
+    assert partition_for(key, n) == expected
+
+
+def test_partition_for_known_partitions_uses_to_positive_not_abs():
+    """From the Kafka vectors above: murmur2("21") = -973932308 and murmur2("foobar") = -790332482. Kafka masks
+    the sign bit (Utils.toPositive); abs() would give 2, 8 and 2 instead."""
+    assert partition_for("21", 3) == 0
+    assert partition_for("21", 12) == 0
+    assert partition_for("foobar", 12) == 6
+
+
+# ---- log -------------------------------------------------------------------------------------------------
+def batch(base, epoch, n, first_value=None, pid=-1, pepoch=-1, seq=-1):
+    first_value = 100 + base if first_value is None else first_value
+    return Batch(base, epoch, np.arange(first_value, first_value + n, dtype=np.int64), np.zeros(n, np.int64),
+                 producer_id=pid, producer_epoch=pepoch, sequence=seq)
+
+
+@pytest.fixture
+def log():
+    """Offsets 0-2 and 3-4 in epoch 0, 5-8 in epoch 2 (epoch 1 never wrote here); value = 100 + offset."""
+    log = Log()
+    log.append(batch(0, 0, 3))
+    log.append(batch(3, 0, 2))
+    log.append(batch(5, 2, 4))
+    return log
+
+
+def spans(batches):
+    return [(b.base, b.end) for b in batches]
+
+
+def test_append_moves_log_end_and_records_epochs(log):
+    assert (log.start, log.end, len(log)) == (0, 9, 9)
+    assert log.epochs == [(0, 0), (2, 5)]
+    assert log.last_epoch == 2
+    with pytest.raises(AssertionError):
+        log.append(batch(10, 2, 1))                 # a gap: appends must start at the log end
+
+
+def test_read_returns_whole_batches_and_the_first_may_start_before_the_offset(log):
+    got = log.read(4, limit=9, max_records=100)
+    assert spans(got) == [(3, 5), (5, 9)]
+    assert got[0].base < 4
+    assert [int(v) for b in got for v in b.values] == list(range(103, 109))
+
+
+def test_read_stops_at_the_limit_mid_batch(log):
+    assert spans(log.read(0, limit=7, max_records=100)) == [(0, 3), (3, 5), (5, 7)]
+    assert spans(log.read(6, limit=7, max_records=100)) == [(5, 7)]
+
+
+def test_read_respects_max_records_in_whole_batches(log):
+    assert spans(log.read(0, limit=9, max_records=1)) == [(0, 3)]
+    assert spans(log.read(0, limit=9, max_records=4)) == [(0, 3), (3, 5)]
+
+
+def test_read_nothing_at_or_past_the_end_or_limit(log):
+    assert log.read(9, limit=9, max_records=100) == []
+    assert log.read(12, limit=20, max_records=100) == []
+    assert log.read(3, limit=3, max_records=100) == []
+
+
+def test_value_at_and_epoch_at(log):
+    assert [log.value_at(o) for o in range(9)] == list(range(100, 109))
+    assert [log.epoch_at(o) for o in range(9)] == [0, 0, 0, 0, 0, 2, 2, 2, 2]
+    assert log.value_at(9) is None and log.value_at(-1) is None
+    assert log.epoch_at(9) == -1 and log.epoch_at(-1) == -1
+
+
+def test_truncate_mid_batch_keeps_the_head_of_the_batch(log):
+    log.truncate(7)
+    assert log.end == 7
+    assert spans(log.batches) == [(0, 3), (3, 5), (5, 7)]
+    assert [log.value_at(o) for o in (5, 6, 7)] == [105, 106, None]
+    assert log.epochs == [(0, 0), (2, 5)]          # epoch 2 still has records (5, 6)
+    log.append(batch(7, 3, 2, first_value=500))    # the log goes on from the cut
+    assert [log.value_at(o) for o in (6, 7, 8)] == [106, 500, 501]
+    assert log.epochs == [(0, 0), (2, 5), (3, 7)]
+
+
+def test_truncate_at_a_batch_boundary_drops_the_epoch_that_started_there(log):
+    log.truncate(5)
+    assert log.end == 5
+    assert spans(log.batches) == [(0, 3), (3, 5)]
+    assert log.epochs == [(0, 0)]
+    assert log.last_epoch == 0
+    assert log.read(0, 100, 100)[-1].end == 5
+
+
+def test_truncate_inside_the_first_batch_and_to_zero(log):
+    log.truncate(1)
+    assert spans(log.batches) == [(0, 1)] and log.end == 1 and log.epochs == [(0, 0)]
+    log.truncate(0)
+    assert log.batches == [] and log.end == 0 and log.epochs == [] and log.last_epoch == -1
+
+
+def test_truncate_at_or_past_the_end_changes_nothing(log):
+    log.truncate(9)
+    log.truncate(50)
+    assert log.end == 9 and spans(log.batches) == [(0, 3), (3, 5), (5, 9)]
+
+
+def test_assign_epoch_before_writing_kip_279(log):
+    """A new leader records where its epoch starts before writing anything in it; older epochs are ignored."""
+    log.assign_epoch(4, log.end)
+    assert log.epochs == [(0, 0), (2, 5), (4, 9)]
+    log.assign_epoch(3, 9)                          # not newer than the last: ignored
+    assert log.epochs == [(0, 0), (2, 5), (4, 9)]
+    log.append(batch(9, 4, 1))
+    assert log.epochs == [(0, 0), (2, 5), (4, 9)]   # the batch of epoch 4 adds no second entry
+
+
+def test_end_offset_for_epoch_kip_101_279(log):
+    """OffsetsForLeaderEpoch: the largest epoch <= the one asked, and where it ends (the start of the next
+    known epoch, or the log end for the latest)."""
+    log.assign_epoch(4, log.end)
+    assert log.end_offset_for_epoch(4) == (4, 9)    # the latest: ends at the log end
+    assert log.end_offset_for_epoch(2) == (2, 9)    # ends where epoch 4 starts
+    assert log.end_offset_for_epoch(0) == (0, 5)
+    assert log.end_offset_for_epoch(1) == (0, 5)    # never had epoch 1: the largest epoch below it
+    assert log.end_offset_for_epoch(3) == (2, 9)    # never had epoch 3 either
+    assert log.end_offset_for_epoch(7) == (4, 9)    # newer than anything known: the latest and the log end
+    assert log.end_offset_for_epoch(-1) == (-1, -1)
+
+
+def test_end_offset_for_epoch_on_an_empty_log_and_before_the_first_epoch():
+    log = Log()
+    assert log.end_offset_for_epoch(0) == (-1, -1)
+    log.append(batch(0, 3, 2))
+    assert log.end_offset_for_epoch(2) == (-1, -1)  # before any epoch this log knows
+    assert log.end_offset_for_epoch(3) == (3, 2)
+
+
+def test_batch_head_and_tail_keep_epoch_and_sequence():
+    b = batch(10, 4, 5, pid=7, pepoch=1, seq=20)
+    head, tail = b.head(12), b.tail(12)
+    assert (head.base, head.end, head.epoch, head.sequence) == (10, 12, 4, 20)
+    assert (tail.base, tail.end, tail.epoch, tail.sequence) == (12, 15, 4, 22)
+    assert list(tail.values) == [112, 113, 114]
+
+
+# ---- producer state (KIP-98: the last five batches per producer and partition) ---------------------------
+PID = 1001
+
+
+def pbatch(seq, n=2, epoch=0, base=None):
+    return batch(0 if base is None else base, 0, n, pid=PID, pepoch=epoch, seq=seq)
+
+
+@pytest.fixture
+def state():
+    """Six batches of two records from one producer: sequences 0-1, 2-3, ..., 10-11 at offsets 0, 2, ..., 10."""
+    state = ProducerState()
+    for i in range(6):
+        state.record(pbatch(2 * i, base=2 * i))
+    return state
+
+
+def test_first_batch_of_an_unknown_producer_is_appended():
+    assert ProducerState().check(pbatch(0)) == ("append", None)
+
+
+def test_next_sequence_is_appended(state):
+    assert state.check(pbatch(12)) == ("append", None)
+
+
+@pytest.mark.parametrize("seq, base", [(2, 2), (4, 4), (6, 6), (8, 8), (10, 10)])
+def test_duplicate_of_one_of_the_last_five_batches_returns_its_offset(state, seq, base):
+    assert state.check(pbatch(seq)) == ("duplicate", base)
+
+
+def test_sixth_older_batch_is_forgotten(state):
+    """Only five batches are kept (ProducerStateEntry.NUM_BATCHES_TO_RETAIN): a retry of the sixth-last is no
+    longer recognised, and since its sequence is not the next one it is out of order."""
+    assert state.check(pbatch(0)) == ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+
+
+def test_duplicate_needs_the_same_sequence_range(state):
+    assert state.check(pbatch(10, n=1)) == ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+
+
+@pytest.mark.parametrize("seq", [13, 14, 20, 1])
+def test_out_of_order_sequence(state, seq):
+    assert state.check(pbatch(seq)) == ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+
+
+def test_newer_producer_epoch_must_start_at_sequence_zero(state):
+    assert state.check(pbatch(0, epoch=1)) == ("append", None)
+    assert state.check(pbatch(12, epoch=1)) == ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+    assert state.check(pbatch(3, epoch=1)) == ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+
+
+def test_older_producer_epoch_is_refused(state):
+    state.record(pbatch(0, epoch=1, base=12))
+    assert state.check(pbatch(12, epoch=0)) == ("error", "INVALID_PRODUCER_EPOCH")
+    assert state.check(pbatch(10, epoch=0)) == ("error", "INVALID_PRODUCER_EPOCH")   # even a duplicate
+    assert state.check(pbatch(2, epoch=1)) == ("append", None)
+    assert state.check(pbatch(0, epoch=1)) == ("duplicate", 12)
+
+
+def test_producers_are_kept_apart(state):
+    other = batch(0, 0, 2, pid=PID + 1, pepoch=0, seq=10)
+    assert state.check(other) == ("append", None)
+
+
+def test_state_rebuilt_from_the_log_recognises_the_same_duplicates():
+    log = Log()
+    for i in range(6):
+        log.append(batch(2 * i, 0, 2, pid=PID, pepoch=0, seq=2 * i))
+    log.append(batch(12, 0, 3))                      # a non-idempotent batch in between
+    rebuilt = ProducerState.from_log(log)
+    assert rebuilt.check(pbatch(8)) == ("duplicate", 8)
+    assert rebuilt.check(pbatch(0)) == ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
+    assert rebuilt.check(pbatch(12)) == ("append", None)
+    log.truncate(8)                                   # the leader lost batches 8-9 and 10-11
+    rebuilt = ProducerState.from_log(log)
+    assert rebuilt.check(pbatch(8)) == ("append", None)
+    assert rebuilt.check(pbatch(6)) == ("duplicate", 6)
+
+
+# ---- configs ---------------------------------------------------------------------------------------------
+def test_config_seconds_converts_ms():
+    config = Config("producer", PRODUCER, {"linger.ms": 250, "request.timeout.ms": 1500})
+    assert config.seconds("linger.ms") == pytest.approx(0.25)
+    assert config.seconds("request.timeout.ms") == pytest.approx(1.5)
+    assert config.seconds("delivery.timeout.ms") == pytest.approx(120.0)
+    assert config["linger.ms"] == 250                 # the ms value itself is kept
+    assert config.explicit == {"linger.ms", "request.timeout.ms"}
+
+
+PRODUCER_DEFAULTS = {
+    "acks": "all", "enable.idempotence": True, "retries": 2147483647,
+    "max.in.flight.requests.per.connection": 5, "delivery.timeout.ms": 120000, "request.timeout.ms": 30000,
+    "linger.ms": 5, "batch.size": 16384, "transaction.timeout.ms": 60000,
+}
+CONSUMER_DEFAULTS = {
+    "enable.auto.commit": True, "auto.commit.interval.ms": 5000, "isolation.level": "read_uncommitted",
+    "auto.offset.reset": "latest", "session.timeout.ms": 45000, "heartbeat.interval.ms": 3000,
+    "max.poll.interval.ms": 300000, "max.poll.records": 500, "fetch.max.wait.ms": 500,
+}
+BROKER_DEFAULTS = {
+    "min.insync.replicas": 1, "unclean.leader.election.enable": False, "replica.lag.time.max.ms": 30000,
+    "replica.fetch.wait.max.ms": 500, "broker.session.timeout.ms": 9000,
+}
+TOPIC_DEFAULTS = {"min.insync.replicas": 1, "unclean.leader.election.enable": False}
+
+
+@pytest.mark.parametrize("kind, table, defaults", [
+    ("producer", PRODUCER, PRODUCER_DEFAULTS),
+    ("consumer", CONSUMER, CONSUMER_DEFAULTS),
+    ("broker", BROKER, BROKER_DEFAULTS),
+    ("topic", TOPIC, TOPIC_DEFAULTS),
+])
+def test_defaults_are_kafka_4x_defaults(kind, table, defaults):
+    """shared FIDELITY.md, "Defaults to start from (Java client, Kafka 4.x)"."""
+    config = Config(kind, table, {})
+    assert {k: config[k] for k in defaults} == defaults
+    assert config.explicit == set()
+
+
+def test_producer_defaults_survive_kafka_post_processing():
+    """ProducerConfig.postProcessAndValidateIdempotenceConfigs changes nothing about the defaults."""
+    config, notes = producer_config({})
+    assert notes == []
+    assert {k: config[k] for k in PRODUCER_DEFAULTS} == PRODUCER_DEFAULTS
+
+
+def test_clients_and_brokers_run_with_the_defaults_in_seconds():
+    cluster = edsim.Cluster(brokers=3, seed=0)
+    producer = cluster.producer()
+    assert (producer.acks, producer.idempotent, producer.retries, producer.max_in_flight) == ("all", True,
+                                                                                              2147483647, 5)
+    assert producer.delivery_timeout == pytest.approx(120.0)
+    assert producer.linger == pytest.approx(0.005)
+    consumer = cluster.consumer()
+    assert consumer.max_wait == pytest.approx(0.5)
+    assert consumer.max_poll_records == 500
+    assert consumer.reset_policy == "latest"
+    broker = cluster.kafka.brokers[1]
+    assert broker.lag_max == pytest.approx(30.0)
+    assert broker.fetch_wait == pytest.approx(0.5)
+    assert cluster.kafka.controller.session_timeout == pytest.approx(9.0)
+    topic = cluster.create_topic("orders")
+    assert (topic["partitions"], topic["min.insync.replicas"], topic["unclean.leader.election.enable"]) == (1, 1,
+                                                                                                           False)
+
+
+def test_topic_takes_broker_wide_defaults_unless_set():
+    cluster = edsim.Cluster(brokers=3, seed=0, broker={"min.insync.replicas": 2,
+                                                       "unclean.leader.election.enable": True})
+    inherited = cluster.create_topic("a")
+    own = cluster.create_topic("b", {"min.insync.replicas": 3, "unclean.leader.election.enable": False})
+    assert (inherited["min.insync.replicas"], inherited["unclean.leader.election.enable"]) == (2, True)
+    assert (own["min.insync.replicas"], own["unclean.leader.election.enable"]) == (3, False)
