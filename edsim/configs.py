@@ -7,6 +7,7 @@ Nothing is silently clamped. ``.ms`` settings keep Kafka's names and units; ``Co
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -45,15 +46,19 @@ def positive_int(key, value):
     return int(value)
 
 
+def _finite(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def non_negative_number(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
-        raise _bad(key, value, "a number >= 0")
+    if not _finite(value) or value < 0:
+        raise _bad(key, value, "a number >= 0 (and finite)")
     return value
 
 
 def positive_number(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise _bad(key, value, "a number > 0")
+    if not _finite(value) or not value > 0:
+        raise _bad(key, value, "a number > 0 (and finite)")
     return value
 
 
@@ -72,8 +77,9 @@ def boolean(key, value):
 
 
 def one_of(*allowed):
+    """Kafka's ConfigDef.ValidString: case-sensitive."""
     def parse(key, value):
-        text = str(value).lower() if not isinstance(value, bool) else None
+        text = value if isinstance(value, str) else None
         if text not in allowed:
             raise _bad(key, value, "one of " + ", ".join(repr(a) for a in allowed))
         return text
@@ -82,7 +88,7 @@ def one_of(*allowed):
 
 def acks(key, value):
     """acks accepts 0, 1, all and -1 (a synonym of all), as strings or numbers; edsim keeps "0", "1" or "all"."""
-    text = str(value).lower() if not isinstance(value, bool) else None
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
     if text == "-1":
         return "all"
     if text not in ("0", "1", "all"):

@@ -73,6 +73,8 @@ class Cluster:
     def inject(self, *faults):
         """Schedule faults (``edsim.faults`` specs); their ``at`` is simulated time, not earlier than now."""
         nemesis = self.nemesis()
+        if nemesis.topic is None and self.kafka.topics:
+            nemesis.topic = next(iter(self.kafka.topics))
         for fault in faults:
             nemesis.schedule(fault)
 

@@ -15,6 +15,7 @@ from . import checker
 from .clients import producer_config
 from .configs import BROKER, CONSUMER, TOPIC, Config, ConfigError, unknown_key
 from .faults import Fault, FaultError
+from .faults.nemesis import check_target
 from .lab import Cluster
 from .metrics import Sampler, cluster_frame
 from .truth import Truth
@@ -43,7 +44,11 @@ class Scenario:
                 setattr(self, name, {})
             elif not isinstance(value, dict):
                 raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a dict of Kafka config names")
-        self.faults = list(self.faults or [])
+        if isinstance(self.faults, Fault):
+            raise FaultError(f"faults={self.faults!r} is not allowed: faults takes a list, e.g. faults=[{self.faults!r}]")
+        if not isinstance(self.faults, (list, tuple)):
+            raise FaultError(f"faults={self.faults!r} is not allowed: faults takes a list of edsim.faults specs")
+        self.faults = list(self.faults)
         for fault in self.faults:
             if not isinstance(fault, Fault):
                 raise FaultError(f"{fault!r} is not a fault: build faults with edsim.faults.crash(...), "
@@ -75,7 +80,12 @@ class Scenario:
         Config("broker", BROKER, self.broker)
         Config("consumer", CONSUMER, self.consumer)
         producer_config(self.producer)
-        workload_config(self.workload)
+        workload = workload_config(self.workload)
+        clients = ["producer"] + [f"consumer-{i + 1}" for i in range(workload["consumers"])]
+        for fault in self.faults:
+            for target in fault.targets_named():
+                check_target(target, list(range(1, self.brokers + 1)), self.topic_name(),
+                             {self.topic_name(): topic["partitions"]}, clients)
 
     # ---- copies -----------------------------------------------------------------------------------------
     def replace(self, **changes) -> "Scenario":
@@ -136,8 +146,14 @@ class Scenario:
         return Result(self.replace(seed=seed), lab, workload, sampler, interval)
 
 
+ARGUMENTS = ("brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed")
+
+
 def simulate(**kwargs) -> "Result":
     """Run one scenario: ``edsim.simulate(brokers=3, topic={...}, producer={...}, faults=[...], seed=7)``."""
+    for key in kwargs:
+        if key not in ARGUMENTS:
+            raise unknown_key("simulate() argument", key, ARGUMENTS)
     return Scenario(**kwargs).run()
 
 

@@ -1,6 +1,8 @@
 """The nemesis: applies fault specs when their time comes, resolving "leader" and friends at that moment."""
 from __future__ import annotations
 
+import difflib
+
 from .specs import Fault, FaultError
 
 ROLE_TARGETS = ("leader", "followers")
@@ -16,29 +18,12 @@ class Nemesis:
 
     # ---- targets ----------------------------------------------------------------------------------------
     def _role(self, target):
-        role, _, where = str(target).partition(":")
-        if role not in ROLE_TARGETS:
-            return None
-        if not where:
-            return role, (self.topic, 0)
-        topic, _, p = where.rpartition("-")
-        if topic not in self.kafka.topics or not p.isdigit() or int(p) >= self.kafka.topics[topic]["partitions"]:
-            raise FaultError(f"target {target!r} names no partition: use '{role}:<topic>-<partition>' with a topic "
-                             f"of {sorted(self.kafka.topics)} and a partition number that exists")
-        return role, (topic, int(p))
+        return role_target(target, self.topic, {t: c["partitions"] for t, c in self.kafka.topics.items()})
 
     def check_target(self, target):
-        if isinstance(target, int):
-            if target not in self.kafka.brokers:
-                raise FaultError(f"target={target!r} is not allowed: broker ids are "
-                                 f"{', '.join(map(str, self.kafka.brokers))}")
-            return
-        if self._role(target) is not None or target == "controller" or target in self.world.nodes:
-            return
         clients = [n for n in self.world.nodes if not n.startswith("broker-") and n != "controller"]
-        raise FaultError(f"target={target!r} is not allowed: use a broker id ({', '.join(map(str, self.kafka.brokers))}),"
-                         f" 'leader', 'followers', 'leader:<topic>-<partition>', 'controller' or a client name "
-                         f"({', '.join(clients) or 'none yet'})")
+        check_target(target, list(self.kafka.brokers), self.topic,
+                     {t: c["partitions"] for t, c in self.kafka.topics.items()}, clients)
 
     def resolve(self, target) -> list[str]:
         """The node names ``target`` means right now."""
@@ -57,8 +42,7 @@ class Nemesis:
         if not isinstance(fault, Fault):
             raise FaultError(f"{fault!r} is not a fault: build faults with edsim.faults.crash(...), isolate(...), "
                              "partition(...), pause(...), slow(...) or drop(...)")
-        targets = fault.targets[0] + fault.targets[1] if fault.kind == "partition" else fault.targets
-        for target in targets:
+        for target in fault.targets_named():
             self.check_target(target)
         now = self.world.now
         if fault.at < now:
@@ -131,3 +115,40 @@ class Nemesis:
         self.applied.append((self.world.now, fault, tuple(names)))
         who = ", ".join(names) if names else "nobody (no such node right now)"
         self.world.history.event(self.world.now, "nemesis", "fault", detail=f"{fault!r} -> {who}")
+
+
+def role_target(target, topic, partitions: dict):
+    """("leader" | "followers", (topic, partition)) for a role target, None for any other target."""
+    role, _, where = str(target).partition(":")
+    if role not in ROLE_TARGETS or not isinstance(target, str):
+        return None
+    if not where:
+        if topic is None:
+            raise FaultError(f"target={target!r} is not allowed yet: it means the {role} of the workload topic's "
+                             "partition 0, and there is no topic yet (create one first)")
+        return role, (topic, 0)
+    name, _, p = where.rpartition("-")
+    if name not in partitions or not p.isdigit() or int(p) >= partitions[name]:
+        raise FaultError(f"target={target!r} is not allowed: it names no partition; use '{role}:<topic>-<partition>' "
+                         f"with a topic of {sorted(partitions)} and a partition number that exists")
+    return role, (name, int(p))
+
+
+def check_target(target, brokers, topic, partitions: dict, clients):
+    """Raise FaultError unless ``target`` names something a fault can hit; suggest the closest name."""
+    allowed = ", ".join(map(str, brokers))
+    if isinstance(target, bool) or not isinstance(target, (int, str)):
+        raise FaultError(f"target={target!r} is not allowed: a target is a broker id ({allowed}), 'leader', "
+                         "'followers', 'leader:<topic>-<partition>', 'controller' or a client name")
+    if isinstance(target, int):
+        if target not in brokers:
+            raise FaultError(f"target={target!r} is not allowed: broker ids are {allowed}")
+        return
+    if role_target(target, topic, partitions) is not None or target == "controller" or target in clients:
+        return
+    names = ["leader", "followers", "controller"] + list(clients)
+    close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    raise FaultError(f"target={target!r} is not allowed{hint} Use a broker id ({allowed}), 'leader', 'followers', "
+                     f"'leader:<topic>-<partition>', 'controller' or a client name "
+                     f"({', '.join(clients) or 'none yet'})")

@@ -6,6 +6,7 @@ or of another partition (``"leader:orders-2"``); ``"controller"``; a client name
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -22,6 +23,10 @@ class Fault:
     factor: float | None = None
     probability: float | None = None
     options: dict = field(default_factory=dict, compare=False)
+
+    def targets_named(self) -> tuple:
+        """Every target the spec names (both sides of a partition, source and destination of a drop)."""
+        return self.targets[0] + self.targets[1] if self.kind == "partition" else self.targets
 
     @property
     def ends(self) -> float | None:
@@ -47,10 +52,12 @@ class Fault:
 def _time(name, value, *, positive=False, optional=False):
     if value is None and optional:
         return None
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     if not ok or (value <= 0 if positive else value < 0):
-        raise FaultError(f"{name}={value!r} is not allowed: {name} must be a number of seconds "
-                         f"{'> 0' if positive else '>= 0'}" + (" (it is counted from `at`)" if positive else ""))
+        never = " (leave it out, or None, for never)" if optional else ""
+        raise FaultError(f"{name}={value!r} is not allowed: {name} must be a finite number of seconds "
+                         f"{'> 0' if positive else '>= 0'}" + (" (it is counted from `at`)" if positive else "")
+                         + never)
     return float(value)
 
 

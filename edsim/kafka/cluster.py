@@ -29,6 +29,7 @@ class KafkaCluster:
         self.topics: dict[str, Config] = {}
         self.changes: list[tuple] = []      # (time, topic, partition, leader, leader epoch, isr): the truth timeline
         self._producer_ids = 0
+        self._committed: dict[tuple, tuple] = {}   # tp -> (highest high watermark, epoch and value below it)
 
     # ---- topics -----------------------------------------------------------------------------------------
     def create_topic(self, name: str, config: dict | None = None) -> Config:
@@ -95,28 +96,34 @@ class KafkaCluster:
     def check_invariants(self, tp):
         """WeakIsr and StrongIsr from the TLA+ specification, when ``edsim.debug.invariants`` is on.
 
-        StrongIsr: every record below the current leader's high watermark is on every member of the ISR the
-        controller holds. WeakIsr: the same for the ISR as the leader sees it. Logs with the same epoch at the
-        same offset hold the same prefix (as in Raft), so comparing the last committed record suffices."""
+        StrongIsr: every committed record (below the highest high watermark any legitimate leader reached) is on
+        every member of the ISR the controller holds. WeakIsr: every record below the current leader's high
+        watermark is on every member of the ISR as the leader sees it. Logs with the same epoch at the same
+        offset hold the same prefix (as in Raft), so comparing the last committed record suffices."""
         if not self.debug:
             return
         state = self.controller.partitions.get(tp)
-        if state is None or state.leader < 0:
+        if state is None:
             return
-        leader = self.brokers[state.leader].replicas[tp]
-        if leader.role != "leader" or leader.leader_epoch != state.leader_epoch or not leader.broker.up:
-            return
-        hw = leader.hw
-        if hw == 0:
-            return
-        expected = (leader.log.epoch_at(hw - 1), leader.log.value_at(hw - 1))
-        for name, members in (("StrongIsr", state.isr), ("WeakIsr", leader.isr)):
+        leader = self.brokers[state.leader].replicas[tp] if state.leader >= 0 else None
+        legitimate = (leader is not None and leader.role == "leader" and leader.broker.up
+                      and leader.leader_epoch == state.leader_epoch)
+        if legitimate and leader.hw > self._committed.get(tp, (0,))[0]:
+            hw = leader.hw
+            self._committed[tp] = (hw, leader.log.epoch_at(hw - 1), leader.log.value_at(hw - 1))
+        checks = []
+        if tp in self._committed:
+            checks.append(("StrongIsr", self._committed[tp], state.isr, "committed"))
+        if legitimate and leader.hw > 0:
+            hw = leader.hw
+            checks.append(("WeakIsr", (hw, leader.log.epoch_at(hw - 1), leader.log.value_at(hw - 1)), leader.isr,
+                           f"below leader broker {state.leader}'s high watermark"))
+        for name, (hw, epoch, value), members, what in checks:
             for r in members:
                 log = self.brokers[r].replicas[tp].log
-                if log.end < hw or (log.epoch_at(hw - 1), log.value_at(hw - 1)) != expected:
+                held = (log.epoch_at(hw - 1), log.value_at(hw - 1))
+                if log.end < hw or held != (epoch, value):
                     raise InvariantViolation(
-                        f"{name} violated at t={self.world.now:.4f}s on {tp[0]}-{tp[1]}: leader broker "
-                        f"{state.leader} (epoch {state.leader_epoch}) has high watermark {hw}, but ISR member "
-                        f"broker {r} holds {log.end} records and, at offset {hw - 1}, "
-                        f"{(log.epoch_at(hw - 1), log.value_at(hw - 1))} instead of {expected}")
-
+                        f"{name} violated at t={self.world.now:.4f}s on {tp[0]}-{tp[1]}: the record at offset "
+                        f"{hw - 1} is {what} (epoch {epoch}, value {value}), but ISR member broker {r} holds "
+                        f"{log.end} records and, at that offset, (epoch, value) {held}")
