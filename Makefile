@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-fast bench student clean
+.PHONY: lab test test-fast clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
