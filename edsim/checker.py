@@ -36,6 +36,25 @@ poll-skip, nonmonotonic-poll
     ``subscribe`` row (not ``fail``) or a ``crash`` row of the process between the two resets the
     comparison. One case per such pair; ``skipped_offsets`` keeps the first 100 offsets skipped.
 
+Consumer groups: edsim's own anomalies
+    Jepsen has no name for these; they are edsim's definitions, in Jepsen's style, for the book's
+    chapter 12 ("the duplicates problem"). They read ``process`` rows (``ok``: a consumer applied the side
+    effect of one record) and ``commit`` rows (one per partition; ``offset`` is the next offset to consume).
+    A history without any ``process`` row (a producer-only scenario, or consumers that only poll) reports
+    neither.
+duplicate-processing
+    A value whose side effect was applied more than once: two or more ``ok`` ``process`` rows with that
+    value, by the same consumer or by different ones. Polling a record twice is not processing it twice.
+    One case per value.
+lost-processing
+    A record the group committed past but never processed. Per (topic, partition), C is the offset of the
+    *last* ``ok`` commit row in time (ties: the later history row), whoever committed it: a run has one
+    group, and a later commit may move C back. ``fail`` and ``info`` commits do not count; a partition
+    never committed has no C. Every value the version order places at an offset < C that has no
+    ``process`` row at all (at any offset, by anyone) is lost. A value at several offsets is judged at
+    each, and reported once. The catch-up reader's polls are part of the version order, so a record no
+    group member ever polled is still judged.
+
 Where we differ from Jepsen, and why
     * Rows, not operations. Jepsen compares the last value of one operation with the first of the next,
       and reports pairs inside one operation separately (``int-poll-skip``, ``int-nonmonotonic-poll``,
@@ -74,7 +93,10 @@ Case tables
     (instead of ``value``) and ``index``; duplicate ``count, offsets, locations`` (places in the order
     first seen); nonmonotonic-send ``invoke_time, prev_offset, prev_value, prev_invoke_time``; poll-skip
     and nonmonotonic-poll ``prev_offset, prev_value, prev_time, delta`` (index difference, Jepsen's
-    ``:delta``), ``same_poll``, and for poll-skip ``skipped, skipped_offsets``.
+    ``:delta``), ``same_poll``, and for poll-skip ``skipped, skipped_offsets``; duplicate-processing
+    (located at the second application) ``count, processes, times`` (every application, in time order);
+    lost-processing (located at the first row that put the value below C: its acknowledgement or a poll)
+    ``committed_offset, commit_process, commit_time`` (the commit that set C).
 
 Adding a detector is one function::
 
@@ -274,8 +296,10 @@ class Analysis:
     """The history as numpy columns, and the structures detectors share (computed when first used).
 
     Row masks: ``acked`` (ok sends), ``polled`` (polled records), ``reset`` (assign/subscribe that did
-    not fail, and crashes). ``tp_of(rows)`` codes (topic, partition); ``order`` is the version order,
-    ``missing`` the acknowledged values nobody read, ``poll_pairs`` the successive reads.
+    not fail, and crashes), ``applied`` (ok process rows: side effects applied), ``committed`` (ok commits
+    with an offset). ``tp_of(rows)`` codes (topic, partition); ``order`` is the version order, ``missing``
+    the acknowledged values nobody read, ``poll_pairs`` the successive reads, ``commit_bound`` the group's
+    last committed offset per partition.
     """
 
     def __init__(self, cols: dict[str, np.ndarray], names: dict[str, list[str]]):
@@ -292,6 +316,8 @@ class Analysis:
         self.polled = (f == self._code("f", "poll")) & ok         # records returned by polls
         self.reset = ((f == self._code("f", "assign")) | (f == self._code("f", "subscribe"))) & (
             type_ != self._code("type", "fail")) | (f == self._code("f", "crash"))
+        self.applied = (f == self._code("f", "process")) & ok     # side effects applied (consumer groups)
+        self.committed = (f == self._code("f", "commit")) & ok & (self.offset >= 0)
         self._topic, self._partition = cols["topic"], cols["partition"]
         self._pw = int(self._partition.max()) + 2 if self.n else 1
         self.ntp = (int(self._topic.max()) + 1) * self._pw if self.n else 0
@@ -424,6 +450,22 @@ class Analysis:
         _, last_idx = np.unique(self.value[rest][::-1], return_index=True)
         unseen_rows = np.sort(rest[::-1][last_idx])
         return lost_rows, unseen_rows
+
+    @cached_property
+    def commit_bound(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per tp, the offset of the group's last ``ok`` commit in time (ties: the later history row), and
+        that commit's row; (0, -1) for a partition never committed."""
+        bound = np.zeros(max(self.ntp, 1), np.int64)
+        row = np.full(bound.size, -1, np.int64)
+        k = np.flatnonzero(self.committed)
+        if k.size:
+            tp = self.tp_of(k)
+            order = np.lexsort((k, self.time[k], tp))
+            t = tp[order]
+            last = k[order[np.r_[t[1:] != t[:-1], True]]]
+            bound[self.tp_of(last)] = self.offset[last]
+            row[self.tp_of(last)] = last
+        return bound, row
 
     @cached_property
     def poll_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -646,3 +688,55 @@ def _poll_skip(a: Analysis) -> pd.DataFrame:
 @detector("nonmonotonic-poll")
 def _nonmonotonic_poll(a: Analysis) -> pd.DataFrame:
     return _poll_frame(a, skip=False)
+
+
+# ---- consumer groups: edsim's own anomalies ------------------------------------------------------------
+def _and_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+@detector("duplicate-processing")
+def _duplicate_processing(a: Analysis) -> pd.DataFrame:
+    rows = np.flatnonzero(a.applied)
+    vid, nv = _value_codes(a.value[rows])
+    twice = rows[np.bincount(vid, minlength=nv)[vid] > 1]
+    twice = twice[np.lexsort((twice, a.time[twice], a.value[twice]))]   # by value, then in time order
+    v = a.value[twice]
+    groups = np.split(twice, np.flatnonzero(v[1:] != v[:-1]) + 1) if twice.size else []
+    second, processes, times, evidence = [], [], [], []
+    for g in groups:
+        second.append(g[1])                                # the row that applied it a second time
+        processes.append(tuple(a.proc_name(a.process[x]) for x in g))
+        times.append(tuple(float(a.time[x]) for x in g))
+        places = {(a.row_tp_name(x), int(a.offset[x])) for x in g}
+        one_place = len(places) == 1
+        shown = [f"by {a.proc_name(a.process[x])} at t={_t(a.time[x])}"
+                 + ("" if one_place else f" ({a.row_tp_name(x)} offset {int(a.offset[x])})") for x in g[:_SHOWN]]
+        if len(g) > _SHOWN:
+            shown.append(f"{len(g) - _SHOWN} more times")
+        where = f" ({a.row_tp_name(g[0])} offset {int(a.offset[g[0]])})" if one_place else ""
+        evidence.append(f"value {int(a.value[g[0]])}{where} was processed {len(g)} times: {_and_list(shown)}")
+    return cases_frame({**a.locate(np.array(second, np.int64)),
+                        "count": np.array([len(g) for g in groups], np.int64),
+                        "processes": processes, "times": times}, evidence)
+
+
+@detector("lost-processing")
+def _lost_processing(a: Analysis) -> pd.DataFrame:
+    o = a.order
+    bound, commit_row = a.commit_bound
+    if a.applied.any():
+        below = np.flatnonzero(o.offset < bound[o.tp])
+        below = below[~np.isin(o.value[below], a.value[a.applied])]
+        _, first = np.unique(o.value[below], return_index=True)
+        entries = np.sort(below[first])                    # each value once: its first entry below a commit
+    else:                                                  # no consumer processes anything: nothing to judge
+        entries = np.empty(0, np.int64)
+    rows, tp = o.rows[entries], o.tp[entries]
+    crow = commit_row[tp]
+    evidence = [f"value {int(a.value[r])} at offset {int(a.offset[r])} of {a.tp_name(t)} is below the committed "
+                f"offset {int(a.offset[c])} (committed by {a.proc_name(a.process[c])} at t={_t(a.time[c])}) "
+                f"but no consumer ever processed it" for r, t, c in zip(rows, tp, crow)]
+    return cases_frame({**a.locate(rows), "committed_offset": a.offset[crow],
+                        "commit_process": [a.proc_name(a.process[c]) for c in crow],
+                        "commit_time": a.time[crow]}, evidence)

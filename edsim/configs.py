@@ -171,6 +171,11 @@ BROKER = _table(
     Setting("replica.high.watermark.checkpoint.interval.ms", 5000, positive_number),
     Setting("broker.session.timeout.ms", 9000, positive_number),
     Setting("broker.heartbeat.interval.ms", 2000, positive_number),
+    Setting("group.initial.rebalance.delay.ms", 3000, non_negative_number,
+            "an empty group's first rebalance waits this long for more members"),
+    Setting("offsets.commit.timeout.ms", 5000, positive_number),
+    Setting("offsets.topic.num.partitions", 50, positive_int),
+    Setting("offsets.topic.replication.factor", 3, positive_int),
     Setting("edsim.legacy.truncation", "leader-epoch", one_of("leader-epoch", "high-watermark"),
             "how a follower finds where its log diverges: KIP-101/279 leader epochs, or the pre-0.11 high watermark"),
     Setting("edsim.network.latency.ms", 0.5, non_negative_number, "one-way network latency"),
@@ -193,8 +198,19 @@ PRODUCER = _table(
     Setting("transaction.timeout.ms", 60000, positive_number),
 )
 
+def assignors(key, value):
+    allowed = ("range", "roundrobin", "cooperative-sticky")
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or any(n not in allowed for n in names):
+        raise _bad(key, value, "a list drawn from 'range', 'roundrobin', 'cooperative-sticky'")
+    return tuple(names)
+
+
 CONSUMER = _table(
     Setting("group.id", None, optional_text),
+    Setting("group.instance.id", None, optional_text),
+    Setting("partition.assignment.strategy", ("range", "cooperative-sticky"), assignors,
+            "Kafka's default list: range is used until every member offers cooperative-sticky"),
     Setting("isolation.level", "read_uncommitted", one_of("read_uncommitted", "read_committed")),
     Setting("auto.offset.reset", "latest", one_of("earliest", "latest", "none")),
     Setting("enable.auto.commit", True, boolean),

@@ -2,9 +2,22 @@
 
 Rows follow jepsen-io/history: ``index, time, process, type, f, key, value, partition, offset, error``, with
 ``type`` one of ``invoke | ok | fail | info`` and ``f`` one of ``send | poll | commit | txn | assign | subscribe |
-crash | fault``. Completed sends carry their invoke time in ``invoke_time`` instead of a separate invoke row.
-A poll that returns many records is one *operation* (``op``) spread over one row per record, so that every row
-holds one value.
+crash | fault | process``. Completed sends carry their invoke time in ``invoke_time`` instead of a separate invoke
+row. A poll that returns many records is one *operation* (``op``) spread over one row per record, so that every
+row holds one value.
+
+Consumer groups add two kinds of rows (the checker's ``duplicate-processing`` and ``lost-processing`` read them):
+
+``process``
+    ``type`` ok: the application applied the side effect of one record. ``process`` is the consumer,
+    ``topic, partition, offset, key, value`` are the record's, ``time`` is when the effect was applied. One
+    row per record; the records processed together are one op (:meth:`History.processed`).
+``commit``
+    An offset commit, one row per partition: ``offset`` is the committed offset, i.e. the *next* offset to
+    consume (Kafka's convention); ``type`` ok (the group coordinator acknowledged it), fail (definitely not
+    committed, ``error`` e.g. ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS) or info (outcome
+    unknown, e.g. a timeout); ``time`` is when the outcome was known. The partitions of one commit request are
+    one op (:meth:`History.commits`; :meth:`History.event` writes a single one).
 
 The recorder is columnar: clients hand it whole batches (numpy arrays), and the history becomes a pandas
 DataFrame once, at the end. It knows nothing of the model: clients call it through ``World.history``.
@@ -14,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 TYPES = ("invoke", "ok", "fail", "info")
-FUNCTIONS = ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault")
+# New functions go at the end: the codes of the existing ones must not change.
+FUNCTIONS = ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault", "process")
 COLUMNS = ("index", "time", "process", "type", "f", "topic", "key", "value", "partition", "offset",
            "error", "invoke_time", "op", "detail")
 
@@ -79,6 +93,22 @@ class History:
         if n:
             self._append(n, time, process, "ok", "poll", topic, keys, values, partition, offsets, "",
                          np.nan, op)
+
+    def processed(self, time, process, topic, partition, values, keys, offsets):
+        """The application of ``process`` applied the side effects of these records (arrays) of one
+        partition; one op, like a poll."""
+        n = len(values)
+        if n:
+            self._append(n, time, process, "ok", "process", topic, keys, values, partition, offsets, "",
+                         np.nan, self.new_op())
+
+    def commits(self, time, process, type_, topic, partitions, offsets, error=""):
+        """The outcome of one offset commit of ``process``: committed ``offsets`` (the next offsets to consume)
+        of ``partitions`` (arrays) of ``topic``; one row per partition, one op."""
+        n = len(partitions)
+        if n:
+            self._append(n, time, process, type_, "commit", topic, -1, -1, np.asarray(partitions),
+                         np.asarray(offsets), error, np.nan, self.new_op())
 
     def event(self, time, process, f, type_="info", topic="", partition=-1, detail="", error="", value=-1,
               offset=-1):

@@ -14,26 +14,42 @@ class Sampler:
         self.running = True
         lab.env.process(self._run())
 
+    def _committed(self):
+        """The workload group's committed offsets, as its coordinator holds them (truth, not history)."""
+        group = self.consumers[0].membership.group if self.consumers and self.consumers[0].membership else None
+        for broker in self.lab.kafka.brokers.values():
+            g = broker.coordinator.groups.get(group) if broker.up and group else None
+            if g is not None and broker.coordinator._replica(group) is not None:
+                return g.offsets
+        return {}
+
     def _run(self):
         kafka = self.lab.kafka
         tps = kafka.partitions(self.topic)
         while self.running:
             now = self.lab.env.now
+            committed = self._committed()
             for tp in tps:
                 state = kafka.controller.partitions[tp]
                 leader = kafka.brokers.get(state.leader)
                 replica = leader.replicas[tp] if leader is not None and leader.up else None
                 hw = replica.hw if replica is not None else -1
-                positions = [c.positions.get(tp) for c in self.consumers if tp in c.positions]
-                positions = [p for p in positions if p is not None]
-                lag = max(hw - min(positions), 0) if positions and hw >= 0 else 0
+                owner = next((c for c in self.consumers if c.up and tp in c.positions), None)
+                position = owner.positions.get(tp) if owner is not None else None
+                if position is None:
+                    position = committed.get(tp, 0)
+                lag = max(hw - position, 0) if hw >= 0 else 0
                 self.rows.append((now, tp[1], state.leader, state.leader_epoch, len(state.isr), hw,
-                                  replica.log.end if replica is not None else -1, lag))
+                                  replica.log.end if replica is not None else -1,
+                                  owner.name if owner is not None else "", committed.get(tp, -1), lag))
             yield self.lab.env.timeout(self.interval)
 
     def partition_frame(self) -> pd.DataFrame:
+        """Per partition and sample: leader, epoch, ISR size, high watermark, log end, the consumer that owns it
+        (empty while nobody does: a crashed owner, or a rebalance), the committed offset and the lag."""
         return pd.DataFrame(self.rows, columns=["time", "partition", "leader", "leader_epoch", "isr_size",
-                                                "high_watermark", "log_end", "consumer_lag"])
+                                                "high_watermark", "log_end", "owner", "committed",
+                                                "consumer_lag"])
 
 
 def cluster_frame(per_partition: pd.DataFrame, history: pd.DataFrame, interval: float) -> pd.DataFrame:
@@ -46,6 +62,7 @@ def cluster_frame(per_partition: pd.DataFrame, history: pd.DataFrame, interval: 
         "high_watermark": grouped["high_watermark"].sum(),
         "consumer_lag": grouped["consumer_lag"].sum(),
         "offline_partitions": grouped["leader"].apply(lambda s: int((s < 0).sum())),
+        "unowned_partitions": grouped["owner"].apply(lambda s: int((s == "").sum())),
     })
     edges = np.append(frame.index.to_numpy(), frame.index.to_numpy()[-1] + interval)
     sends = history[(history["f"] == "send") & (history["type"] == "ok") & (history["process"] != "catch-up")]

@@ -82,10 +82,11 @@ class Scenario:
         producer_config(self.producer)
         workload = workload_config(self.workload)
         clients = ["producer"] + [f"consumer-{i + 1}" for i in range(workload["consumers"])]
+        groups = [workload["group"]] if workload["consumers"] else []
         for fault in self.faults:
             for target in fault.targets_named():
                 check_target(target, list(range(1, self.brokers + 1)), self.topic_name(),
-                             {self.topic_name(): topic["partitions"]}, clients)
+                             {self.topic_name(): topic["partitions"]}, clients, groups)
 
     # ---- copies -----------------------------------------------------------------------------------------
     def replace(self, **changes) -> "Scenario":
@@ -120,12 +121,17 @@ class Scenario:
         seed = self.seed if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed={seed!r} is not allowed: seed must be a whole number")
-        lab = Cluster(self.brokers, seed, self.broker)
+        broker = dict(self.broker)
+        # The group forms at once, as in Kafka's own test setups; the broker default (3000 ms) applies if set.
+        broker.setdefault("group.initial.rebalance.delay.ms", 0)
+        lab = Cluster(self.brokers, seed, broker)
         name = self.topic_name()
         lab.create_topic(name, self.topic_config())
         spec = workload_config(self.workload)
         workload = Workload(lab, name, spec, self.producer, self.consumer)
         nemesis = lab.nemesis(name)
+        if workload.consumers:
+            nemesis.groups.append(spec["group"])
         for fault in self.faults:
             nemesis.schedule(fault)
         horizon = spec["messages"] / spec["rate"]
@@ -138,6 +144,7 @@ class Scenario:
         env.run(until=workload.produced)                       # 1. the workload and its faults
         if ends and env.now < max(ends):
             env.run(until=max(ends))
+        env.run(until=env.process(workload.drained()))         #    ... until the group has caught up
         nemesis.heal_all()                                     # 2. heal what can heal
         isolation = workload.consumers[0].config["isolation.level"] if workload.consumers else \
             Config("consumer", CONSUMER, self.consumer)["isolation.level"]

@@ -12,12 +12,16 @@ class Truth:
         self._kafka = kafka
         self.time = kafka.world.now
 
-    def replicas(self) -> pd.DataFrame:
-        """One row per replica: broker, whether it is up, its role, leader epoch, log end, high watermark, ISR."""
+    def replicas(self, topic: str | None = None) -> pd.DataFrame:
+        """One row per replica of ``topic`` (the workload's by default): broker, whether it is up, its role,
+        leader epoch, log end, high watermark, ISR membership."""
         rows = []
         controller = self._kafka.controller.partitions
+        topic_name = topic or self.topic
         for bid, broker in self._kafka.brokers.items():
             for (topic, p), replica in sorted(broker.replicas.items()):
+                if topic != topic_name:
+                    continue
                 state = controller[(topic, p)]
                 rows.append({"topic": topic, "partition": p, "broker": bid, "up": broker.up,
                              "role": replica.role if broker.up else "down",
@@ -44,14 +48,16 @@ class Truth:
             "producer_id": np.concatenate([np.full(len(b), b.producer_id) for b in log.batches]),
         })
 
-    def leaders(self) -> pd.DataFrame:
-        """The controller's changes: when each partition got which leader, epoch and ISR."""
-        rows = self._kafka.changes
-        return pd.DataFrame(rows, columns=["time", "topic", "partition", "leader", "leader_epoch", "isr"])
+    def leaders(self, topic: str | None = None) -> pd.DataFrame:
+        """The controller's changes to ``topic`` (the workload's by default): when each partition got which
+        leader, epoch and ISR."""
+        frame = pd.DataFrame(self._kafka.changes, columns=["time", "topic", "partition", "leader", "leader_epoch",
+                                                           "isr"])
+        return frame[frame["topic"] == (topic or self.topic)].reset_index(drop=True)
 
     def offline(self) -> list[tuple]:
         """Partitions without a leader at the end of the run."""
-        return [tp for tp, s in self._kafka.controller.partitions.items() if s.leader < 0]
+        return [tp for tp, s in self._kafka.controller.partitions.items() if s.leader < 0 and tp[0] == self.topic]
 
     def __repr__(self):
         return f"Truth(topic={self.topic!r}, at t={self.time:.3f}s; .replicas(), .log(partition, broker), .leaders())"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .clients import CommitFailedException, OffsetOutOfRange
 from .configs import Config, ConfigError, Setting, _table, non_negative_int, non_negative_number, one_of, \
     positive_int, positive_number, probability
 
@@ -12,6 +13,12 @@ def _pipeline(key, value):
     if value is None:
         return None
     return one_of("at_least_once", "exactly_once_v2")(key, value)
+
+
+def _name(key, value):
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}={value!r} is not allowed: {key} must be a non-empty string")
+    return value
 
 
 def _resend(key, value):
@@ -27,7 +34,10 @@ WORKLOAD = _table(
     Setting("record_size", 100, positive_int, "bytes per record, for batch.size"),
     Setting("consumers", 1, non_negative_int, "consumers reading the topic"),
     Setting("processing_time", 0.0, non_negative_number, "seconds a consumer spends on each record"),
-    Setting("commit", "auto", one_of("auto", "after-process", "before-process")),
+    Setting("commit", "auto", one_of("auto", "after-process", "before-process"),
+            "auto: the consumer's auto-commit; after-process / before-process: commitSync after / before "
+            "applying the records of a poll (auto-commit off)"),
+    Setting("group", "edsim-workload", _name, "group.id of the workload's consumers"),
     Setting("transaction_size", 0, non_negative_int),
     Setting("abort_ratio", 0.0, probability),
     Setting("pipeline", None, _pipeline),
@@ -36,7 +46,6 @@ WORKLOAD = _table(
 )
 
 NOT_YET = {  # settings DESIGN.md names whose behaviour arrives with a later capability
-    "commit": ("auto", "offset commits arrive with consumer groups"),
     "transaction_size": (0, "transactions arrive with the transactions capability"),
     "abort_ratio": (0.0, "transactions arrive with the transactions capability"),
     "pipeline": (None, "consume-transform-produce arrives with the transactions capability"),
@@ -46,6 +55,7 @@ TICK = 0.001          # the application hands records to the producer in 1 ms st
 POLL_TIMEOUT = 0.5
 CATCH_UP_QUIET = 3.0  # the catch-up reader stops after this long at the end of every partition
 CATCH_UP_LIMIT = 60.0  # ... or after this long, leaving partitions that stayed offline unread
+DRAIN_LIMIT = 120.0    # after the last send, the group gets this long to process every acknowledged record
 
 
 def workload_config(given) -> Config:
@@ -70,17 +80,23 @@ class Workload:
         self.keys = rng.integers(0, spec["keys"], n) if spec["keys"] else np.full(n, -1, np.int64)
         self.values = np.arange(n, dtype=np.int64)
         self.acked = np.zeros(n, bool)
+        self.processed = np.zeros(n, bool)
         self.handed = 0                     # values handed to the producer so far
         self.producer = lab.producer(producer_config, name="producer", record_size=spec["record_size"])
         self.producer.on_restarted.append(self._producer_restarted)
         self.producer.outcome_listeners.append(self._outcome)
-        tps = lab.kafka.partitions(topic)
         self.consumers = []
+        config = dict(consumer_config or {})
+        config.setdefault("group.id", spec["group"])
+        if spec["commit"] != "auto":
+            config.setdefault("enable.auto.commit", False)
+        if spec["consumers"]:
+            lab.kafka.ensure_offsets_topic()
         for i in range(spec["consumers"]):
-            consumer = lab.consumer(consumer_config, name=f"consumer-{i + 1}")
+            consumer = lab.consumer(config, name=f"consumer-{i + 1}")
+            consumer.subscribe([topic])
+            consumer.on_restarted.append(lambda c: c.subscribe([self.topic]))
             self.consumers.append(consumer)
-        for i, consumer in enumerate(self.consumers):
-            consumer.assign(tps[i::len(self.consumers)])
         self.stopping = False
         self.produced = self.env.event()
 
@@ -92,8 +108,8 @@ class Workload:
 
     def _produce(self):
         env, producer, n = self.env, self.producer, len(self.values)
-        # Consumers with auto.offset.reset=latest start first, so that "latest" means "before any record".
-        while env.now < 1.0 and any(p is None for c in self.consumers for p in c.positions.values()):
+        # The group forms first, so that auto.offset.reset=latest means "before any record".
+        while env.now < 5.0 and not self._group_ready():
             yield env.timeout(TICK)
         self.arrivals += env.now
         while self.handed < n:
@@ -112,6 +128,19 @@ class Workload:
             yield env.timeout(0.05)
         self.produced.succeed()
 
+    def drained(self):
+        """SimPy process: ends when the group has processed every acknowledged record, or DRAIN_LIMIT passes."""
+        env = self.env
+        deadline = env.now + DRAIN_LIMIT
+        while self.consumers and env.now < deadline and (self.acked & ~self.processed).any():
+            yield env.timeout(0.1)
+
+    def _group_ready(self):
+        assigned = [tp for c in self.consumers for tp in c.assignment]
+        return (all(c.membership.state == "stable" for c in self.consumers)
+                and len(assigned) == self.lab.kafka.topics[self.topic]["partitions"]
+                and all(p is not None for c in self.consumers for p in c.positions.values()))
+
     def _outcome(self, type_, values):
         if type_ == "ok" and len(values):
             self.acked[values] = True
@@ -126,15 +155,57 @@ class Workload:
 
     # ---- consuming --------------------------------------------------------------------------------------
     def _consume(self, consumer):
+        """The application: poll, apply each record's side effect, commit as the workload's strategy says."""
         env = self.env
-        processing = self.spec["processing_time"]
+        strategy = self.spec["commit"]
         while not self.stopping:
-            if not consumer.up:
-                yield env.timeout(0.1)
+            if not consumer.up or consumer.paused:
+                yield consumer.when_running() if consumer.up else env.timeout(0.1)
                 continue
-            records = yield from consumer.poll(POLL_TIMEOUT)
-            if processing and len(records):
-                yield env.timeout(processing * len(records))
+            incarnation = consumer.incarnation
+            try:
+                records = yield from consumer.poll(POLL_TIMEOUT)
+            except OffsetOutOfRange:
+                continue
+            if not len(records) or consumer.incarnation != incarnation:
+                continue
+            if strategy == "before-process":
+                polled = {tp: int(offsets[-1]) + 1 for tp, offsets, _v, _k, _p in records.parts}
+                try:
+                    yield from consumer.commit_sync(polled)
+                except CommitFailedException:
+                    continue                           # the partitions moved on: their new owner will do them
+            done = yield from self._process(consumer, records, incarnation)
+            if strategy == "after-process" and done and consumer.incarnation == incarnation:
+                try:
+                    yield from consumer.commit_sync(done)
+                except CommitFailedException:
+                    pass                               # processed, not committed: the new owner does them again
+
+    def _process(self, consumer, records, incarnation):
+        """Apply each record's side effect, ``processing_time`` apiece; a crash stops it mid-way, a pause
+        stalls it. Returns the next offset to commit per partition."""
+        env, history = self.env, self.lab.history
+        per_record = self.spec["processing_time"]
+        done = {}
+        for tp, offsets, values, keys, _payloads in records.parts:
+            if per_record <= 0:
+                history.processed(env.now, consumer.name, tp[0], tp[1], values, keys, offsets)
+                self.processed[values[values >= 0]] = True
+                done[tp] = int(offsets[-1]) + 1
+                continue
+            for i in range(len(offsets)):
+                yield env.timeout(per_record)
+                if consumer.up and consumer.paused:
+                    yield consumer.when_running()
+                if not consumer.up or consumer.incarnation != incarnation:
+                    return done
+                history.processed(env.now, consumer.name, tp[0], tp[1], values[i:i + 1], keys[i:i + 1],
+                                  offsets[i:i + 1])
+                if values[i] >= 0:
+                    self.processed[values[i]] = True
+                done[tp] = int(offsets[i]) + 1
+        return done
 
     def catch_up(self, isolation_level: str):
         """A fresh consumer reads every partition from the start to its end; returns the SimPy process."""

@@ -1,14 +1,15 @@
 """Tests of edsim.checker: each anomaly on a small hand-built history, and a near miss where it must not appear.
 
 Definitions after Jepsen's Kafka checker, jepsen-io/jepsen ``jepsen/src/jepsen/tests/kafka.clj``; the
-docstrings name the function of that file each test follows.
+docstrings name the function of that file each test follows. ``duplicate-processing`` and ``lost-processing``
+are edsim's own definitions, in Jepsen's style, for the book's chapter 12 ("the duplicates problem").
 """
 import numpy as np
 import pandas as pd
 import pytest
 
 from edsim.checker import ANOMALIES, check, detector
-from edsim.history import History
+from edsim.history import FUNCTIONS, History
 
 LIVE = ("lost-write", "unseen", "duplicate", "inconsistent-offsets", "nonmonotonic-send", "poll-skip",
         "nonmonotonic-poll")
@@ -32,6 +33,18 @@ def poll(h, t, offsets, values=None, process="consumer-1", topic="events", parti
     values = offsets + 100 if values is None else np.asarray(values, np.int64)
     h.polls(t, process, topic, partition, values, np.zeros(len(values), np.int64), offsets,
             h.new_op() if op is None else op)
+
+
+def process(h, t, offsets, values=None, process="consumer-1", topic="events", partition=0):
+    """The application of ``process`` applied the side effects of these records; value = 100 + offset."""
+    offsets = np.asarray(offsets, np.int64)
+    values = offsets + 100 if values is None else np.asarray(values, np.int64)
+    h.processed(t, process, topic, partition, values, np.zeros(len(values), np.int64), offsets)
+
+
+def commit(h, t, offset, process="consumer-1", type_="ok", error="", topic="events", partition=0):
+    """One partition's offset commit (``offset`` = the next offset to consume), as the model writes it."""
+    h.event(t, process, "commit", type_=type_, topic=topic, partition=partition, offset=offset, error=error)
 
 
 def counts(h):
@@ -387,6 +400,246 @@ def test_reading_again_after_assign_or_crash_is_monotonic(f):
     poll(h, 3, [1, 2])
     poll(h, 4, [0], process="consumer-2")
     assert counts(h) == {}
+
+
+# ---- consumer groups: duplicate-processing and lost-processing ------------------------------------------
+# edsim's own definitions, in Jepsen's style, for the book's chapter 12 ("the duplicates problem"): Jepsen's
+# kafka.clj checks what consumers read, not what they did with it.
+def test_history_records_process_and_commit_rows():
+    """``process`` is a new function at the end of FUNCTIONS (old codes keep their numbers); processed()
+    writes one row per record as one op, like polls(); commits() one row per partition as one op."""
+    assert FUNCTIONS[:8] == ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault")
+    assert FUNCTIONS[8:] == ("process",)
+    h = History()
+    process(h, 2, [5, 6], process="consumer-2", partition=1)
+    h.commits(3, "consumer-2", "fail", "events", np.array([0, 1]), np.array([4, 7]), error="ILLEGAL_GENERATION")
+    frame = h.to_frame()
+    assert list(frame["f"]) == ["process", "process", "commit", "commit"]
+    assert list(frame["type"]) == ["ok", "ok", "fail", "fail"]
+    assert list(frame["process"].astype(str)) == ["consumer-2"] * 4
+    assert list(frame["value"]) == [105, 106, -1, -1]
+    assert list(frame["partition"]) == [1, 1, 0, 1]
+    assert list(frame["offset"]) == [5, 6, 4, 7]
+    assert list(frame["error"].astype(str)) == ["", "", "ILLEGAL_GENERATION", "ILLEGAL_GENERATION"]
+    assert frame["op"].nunique() == 2 and frame["op"].iloc[0] == frame["op"].iloc[1]
+
+
+def test_duplicate_processing_by_two_consumers():
+    """duplicate-processing (edsim, chapter 12): consumer-1 processed 0..3 but its commit failed in a
+    rebalance, so consumer-2 started again from the last committed offset and processed 2 and 3 again."""
+    h = History()
+    send(h, 1, [0, 1, 2, 3])
+    poll(h, 2, [0, 1, 2, 3])
+    process(h, 2.5, [0, 1, 2, 3])
+    commit(h, 2.2, 2)
+    commit(h, 3, 4, type_="fail", error="REBALANCE_IN_PROGRESS")
+    poll(h, 4, [2, 3], process="consumer-2")
+    process(h, 4.25, [2, 3], process="consumer-2")
+    commit(h, 5, 4, process="consumer-2")
+    report = check(h)
+    assert counts(h) == {"duplicate-processing": 2}
+    case = report.cases["duplicate-processing"].iloc[0]
+    assert (case.value, case.topic, case.partition, case.offset, case["count"]) == (102, "events", 0, 2, 2)
+    assert (case.process, case.time, case.processes, case.times) == (
+        "consumer-2", 4.25, ("consumer-1", "consumer-2"), (2.5, 4.25))
+    assert case.evidence == ("value 102 (events-0 offset 2) was processed 2 times: by consumer-1 at t=2.5 and by "
+                             "consumer-2 at t=4.25")
+    assert list(report.cases["duplicate-processing"]["value"]) == [102, 103]
+
+
+def test_duplicate_processing_by_one_consumer_and_of_a_duplicated_record():
+    """duplicate-processing (edsim, chapter 12) counts applications, whoever applied them: one consumer
+    three times (crashed before committing, twice), and a producer duplicate processed at both offsets."""
+    h = History()
+    send(h, 1, [0, 1, 2], values=[100, 101, 100])          # value 100 written twice (a producer resend)
+    for t in (2, 3, 4):
+        poll(h, t, [0, 1])
+        process(h, t + 0.5, [0, 1])
+        h.event(t + 0.75, "consumer-1", "crash")
+    poll(h, 5, [2], values=[100], process="consumer-2")
+    process(h, 5.5, [2], values=[100], process="consumer-2")
+    report = check(h)
+    assert report.anomalies["duplicate-processing"] == 2
+    assert report.anomalies["duplicate"] == 1
+    frame = report.cases["duplicate-processing"].set_index("value")
+    assert frame.loc[101, "evidence"] == ("value 101 (events-0 offset 1) was processed 3 times: by consumer-1 at "
+                                          "t=2.5, by consumer-1 at t=3.5 and by consumer-1 at t=4.5")
+    assert frame.loc[100, "count"] == 4 and frame.loc[100, "processes"][-1] == "consumer-2"
+    assert frame.loc[100, "evidence"].endswith("and by consumer-2 at t=5.5 (events-0 offset 2)")
+
+
+def test_polled_twice_but_processed_once_is_not_duplicate_processing():
+    """Near miss (edsim, chapter 12): reading a record again is harmless; only applying it again is
+    duplicate-processing. Both consumers, and consumer-1 after a crash, read 0..3; each record was
+    processed once."""
+    h = History()
+    send(h, 1, [0, 1, 2, 3])
+    poll(h, 2, [0, 1, 2, 3])
+    process(h, 2.5, [0, 1])
+    h.event(2.75, "consumer-1", "crash")
+    poll(h, 3, [0, 1, 2, 3])
+    poll(h, 3, [0, 1, 2, 3], process="consumer-2")
+    process(h, 3.5, [2, 3], process="consumer-2")
+    commit(h, 4, 4, process="consumer-2")
+    assert counts(h) == {}
+
+
+def _consumed(h, unprocessed=(), upto=13):
+    """Offsets 0..upto-1 sent, read by consumer-1, and processed except ``unprocessed``."""
+    send(h, 1, np.arange(upto))
+    poll(h, 2, np.arange(upto))
+    process(h, 2.5, [o for o in range(upto) if o not in unprocessed])
+
+
+def test_lost_processing_committed_past_a_record_never_processed():
+    """lost-processing (edsim, chapter 12): the group committed offset 10 (the next to consume), but offset
+    7 was never processed by anyone."""
+    h = History()
+    _consumed(h, unprocessed=[7])
+    commit(h, 4, 10, process="consumer-2")
+    report = check(h)
+    assert counts(h) == {"lost-processing": 1}
+    case = report.cases["lost-processing"].iloc[0]
+    assert (case.value, case.topic, case.partition, case.offset) == (107, "events", 0, 7)
+    assert (case.process, case.time) == ("producer", 1)      # located at its acknowledgement
+    assert (case.committed_offset, case.commit_process, case.commit_time) == (10, "consumer-2", 4)
+    assert case.evidence == ("value 107 at offset 7 of events-0 is below the committed offset 10 (committed by "
+                             "consumer-2 at t=4) but no consumer ever processed it")
+
+
+def test_unprocessed_records_at_and_above_the_commit_are_not_lost():
+    """Near miss (edsim, chapter 12): the committed offset is the next to consume, so 10 and 12, never
+    processed, are merely not done yet."""
+    h = History()
+    _consumed(h, unprocessed=[10, 11, 12])
+    commit(h, 4, 10)
+    assert counts(h) == {}
+
+
+@pytest.mark.parametrize("type_, error", [("fail", "ILLEGAL_GENERATION"), ("fail", "UNKNOWN_MEMBER_ID"),
+                                          ("info", "REQUEST_TIMED_OUT")])
+def test_a_commit_that_failed_or_may_have_failed_does_not_count(type_, error):
+    """Near miss (edsim, chapter 12): only an ok commit moves the group's offset; past offset 7 there are
+    only commits that failed, or whose outcome is unknown."""
+    h = History()
+    _consumed(h, unprocessed=[7])
+    commit(h, 3, 5)
+    commit(h, 4, 10, type_=type_, error=error)
+    assert counts(h) == {}
+
+
+@pytest.mark.parametrize("commits, lost", [
+    ([(3, 5), (4, 10)], 1),        # 10 is the last commit: 7 is below it
+    ([(3, 10), (4, 5)], 0),        # the last commit moved back to 5, below 7
+    ([(4, 5), (3, 10)], 0),        # recorded out of order: the last in time (t=4, offset 5) counts
+    ([(4, 10), (3, 5)], 1),
+])
+def test_the_last_ok_commit_in_time_counts(commits, lost):
+    """lost-processing (edsim, chapter 12): C is the group's last ok commit in time, even one that moves
+    back (a consumer with an older position committing after a rebalance), whichever consumer made it."""
+    h = History()
+    _consumed(h, unprocessed=[7])
+    for t, offset in commits:
+        commit(h, t, offset, process=f"consumer-{int(t)}")
+    assert check(h).anomalies["lost-processing"] == lost
+
+
+def test_lost_processing_is_judged_per_partition():
+    """lost-processing (edsim, chapter 12): each partition against its own last commit; a partition
+    never committed has none, however little was processed there."""
+    h = History()
+    _consumed(h, unprocessed=[7])
+    commit(h, 4, 10)
+    send(h, 1, np.arange(13), values=200 + np.arange(13), partition=1)          # nothing processed or committed
+    poll(h, 2, np.arange(13), values=200 + np.arange(13), partition=1)
+    send(h, 1, np.arange(13), values=300 + np.arange(13), partition=2)
+    poll(h, 2, np.arange(13), values=300 + np.arange(13), partition=2)
+    process(h, 2.5, [0, 1, 2], values=[300, 301, 302], partition=2)
+    commit(h, 4, 3, partition=2)                                                # only 3.. unprocessed: above it
+    commit(h, 4, 13, topic="other")                                             # another topic entirely
+    report = check(h)
+    assert counts(h) == {"lost-processing": 1}
+    assert report.cases["lost-processing"].iloc[0].value == 107
+
+
+def test_lost_processing_when_offsets_are_committed_before_processing():
+    """lost-processing (edsim, chapter 12), the at-most-once story: consumer-1 committed 10 when it polled,
+    processed 0..5 and crashed; consumer-2 went on from 10. Only the catch-up reader ever read 6..9 again,
+    and the version order it adds still places them below the commit."""
+    h = History()
+    send(h, 1, np.arange(13))
+    poll(h, 2, np.arange(10))
+    commit(h, 2.1, 10)
+    process(h, 2.5, np.arange(6))
+    h.event(2.75, "consumer-1", "crash")
+    poll(h, 3, [10, 11, 12], process="consumer-2")
+    process(h, 3.5, [10, 11, 12], process="consumer-2")
+    commit(h, 4, 13, process="consumer-2")
+    h.event(5, "catch-up", "assign", topic="events", partition=-1)
+    poll(h, 6, np.arange(13), process="catch-up")
+    report = check(h)
+    assert counts(h) == {"lost-processing": 4}
+    frame = report.cases["lost-processing"]
+    assert list(frame["value"]) == [106, 107, 108, 109]
+    assert set(frame["commit_process"]) == {"consumer-2"} and set(frame["committed_offset"]) == {13}
+
+
+def test_a_value_at_several_offsets_is_judged_at_each_and_reported_once():
+    """lost-processing (edsim, chapter 12): value 107 sits at offsets 7 and 8 (a producer duplicate), both
+    below the commit, and nobody processed it: one case, at its first offset."""
+    h = History()
+    values = [100, 101, 102, 103, 104, 105, 106, 107, 107, 109, 110]
+    send(h, 1, np.arange(11), values=values)
+    poll(h, 2, np.arange(11), values=values)
+    process(h, 2.5, [o for o in range(11) if o not in (7, 8)], values=[v for v in values if v != 107])
+    commit(h, 4, 10)
+    report = check(h)
+    assert counts(h) == {"duplicate": 1, "lost-processing": 1}
+    assert report.cases["lost-processing"].iloc[0].offset == 7
+
+
+def test_a_value_processed_at_another_offset_is_not_lost():
+    """Near miss (edsim, chapter 12): value 107 sits at offsets 7 (below the commit) and 11 (above); it was
+    processed at 11, so its side effect exists and nothing was lost."""
+    h = History()
+    values = [100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 107]
+    send(h, 1, np.arange(11), values=values[:11])
+    send(h, 1.5, [11], values=[107])                                            # resent after a timeout
+    poll(h, 2, np.arange(12), values=values)
+    process(h, 2.5, [o for o in range(12) if o != 7], values=values[:7] + values[8:])
+    commit(h, 4, 10)
+    assert counts(h) == {"duplicate": 1}
+
+
+def test_no_process_rows_reports_neither():
+    """edsim, chapter 12: without process rows (producer-only scenarios, consumers that only poll) neither
+    anomaly is judged, though the group committed past records it read twice. With a single process row,
+    the same history has 9 records committed past and never processed."""
+    h = History()
+    send(h, 1, np.arange(13))
+    poll(h, 2, np.arange(13))
+    poll(h, 2, np.arange(13), process="consumer-2")
+    commit(h, 4, 10)
+    assert counts(h) == {}
+    process(h, 5, [0])
+    assert counts(h) == {"lost-processing": 9}
+
+
+def test_dataframe_input_gives_the_same_consumer_group_cases():
+    """check() on History.to_frame() finds the same duplicate-processing and lost-processing cases."""
+    h = History()
+    send(h, 1, np.arange(13))
+    poll(h, 2, np.arange(10))
+    commit(h, 2.1, 10)
+    process(h, 2.5, np.arange(6))
+    poll(h, 3, np.arange(3, 13), process="consumer-2")
+    process(h, 3.5, np.arange(3, 4), process="consumer-2")
+    commit(h, 4, 10, process="consumer-2")                                      # 6..9 lost, 10.. not yet
+    a, b = check(h), check(h.to_frame())
+    assert a.anomalies == b.anomalies
+    assert (a.anomalies["duplicate-processing"], a.anomalies["lost-processing"]) == (1, 4)
+    for name in ("duplicate-processing", "lost-processing"):
+        pd.testing.assert_frame_equal(a.cases[name], b.cases[name])
 
 
 # ---- inputs and paths ----------------------------------------------------------------------------------

@@ -12,9 +12,13 @@ from collections import deque
 
 import numpy as np
 
-from ..configs import CONSUMER, Config
+from ..configs import CONSUMER, Config, ConfigError
 from ..kafka import protocol as P
 from .client import Client
+from .membership import COMMIT_FAILED, CommitFailedException, Membership
+
+COMMIT_UNKNOWN = frozenset({P.COORDINATOR_NOT_AVAILABLE, P.REQUEST_TIMED_OUT, P.NETWORK_EXCEPTION})
+RETRY_COMMIT = COMMIT_UNKNOWN | {P.NOT_COORDINATOR}
 
 
 class OffsetOutOfRange(Exception):
@@ -48,7 +52,12 @@ class Consumer(Client):
         self.max_wait = self.config.seconds("fetch.max.wait.ms")
         self.max_poll_records = self.config["max.poll.records"]
         self.reset_policy = self.config["auto.offset.reset"]
+        self.auto_commit = self.config["enable.auto.commit"] and self.config["group.id"] is not None
+        self.auto_commit_interval = self.config.seconds("auto.commit.interval.ms")
         self.assignment: list[tuple] = []
+        self.membership = Membership(self, self.config) if self.config["group.id"] else None
+        self.closed = False
+        self.on_restarted = []               # callbacks after a restart (the application subscribes again)
         self._reset_consumer()
 
     def _reset_consumer(self):
@@ -63,9 +72,9 @@ class Consumer(Client):
         self.errors: list = []
         self._data = None
         self._blocked: dict[tuple, float] = {}
-        for tp in self.assignment:
-            self.positions[tp] = None
-            self.buffers[tp] = deque()
+        self._awaiting_committed: set = set()
+        self._next_auto_commit = self.now + self.auto_commit_interval
+        self.assignment = []
 
     def on_crash(self):
         self.world.history.event(self.now, self.name, "crash", detail="consumer process crashed")
@@ -73,30 +82,157 @@ class Consumer(Client):
     def on_restart(self):
         super().on_restart()
         self._reset_consumer()
+        if self.membership is not None:
+            self.membership.topics = ()
+            self.membership.reset()
+        for callback in self.on_restarted:
+            callback(self)
 
     # ---- assignment -------------------------------------------------------------------------------------
     def assign(self, tps, positions=None):
-        """Take these partitions; their positions come from ``positions`` or from auto.offset.reset."""
-        tps = [tuple(tp) for tp in tps]
-        self.assignment = tps
-        positions = positions or {}
-        self.positions = {tp: positions.get(tp) for tp in tps}
-        self.buffers = {tp: deque() for tp in tps}
+        """Take these partitions (no group management); positions come from ``positions`` or
+        auto.offset.reset."""
+        self.assignment, self.positions, self.buffers = [], {}, {}
+        self._set_assignment([tuple(tp) for tp in tps])
+        if not self.assignment:
+            self._record_assignment()
+        for tp, offset in (positions or {}).items():
+            if tuple(tp) in self.positions:
+                self.positions[tuple(tp)] = offset
+        self._fetch_all()
+
+    # ---- group membership -------------------------------------------------------------------------------
+    def subscribe(self, topics):
+        """Join the consumer group ``group.id``; the group's leader assigns the partitions of ``topics``."""
+        if self.membership is None:
+            raise ConfigError("subscribe() needs a group.id in the consumer config (Kafka: InvalidGroupIdException)")
+        for topic in topics:
+            if topic not in self.kafka.topics:
+                raise ConfigError(f"unknown topic {topic!r}; known topics: {', '.join(self.kafka.topics)}")
+        self.world.history.event(self.now, self.name, "subscribe", type_="ok", topic=",".join(topics))
+        self.membership.subscribe(topics)
+        self.membership._progress()
+
+    def revoke(self, tps, lost=False):
+        """Give partitions up: commit what was consumed first (auto-commit), unless they were already lost."""
+        tps = [tp for tp in tps if tp in self.positions]
+        if not tps:
+            return
+        if self.auto_commit and not lost:
+            self.commit_async({tp: self.positions[tp] for tp in tps if self.positions.get(tp) is not None})
+        keep = [tp for tp in self.assignment if tp not in tps]
+        self._set_assignment(keep)
+
+    def assigned(self, tps, generation):
+        """The group gave us ``tps``: new ones start from the group's committed offsets."""
+        new = [tp for tp in tps if tp not in self.positions]
+        self._set_assignment(list(tps))
+        if new:
+            self._awaiting_committed.update(new)
+            self.membership.fetch_committed(new, lambda offsets, new=new: self._on_committed(new, offsets))
+        self._wake()
+
+    def _on_committed(self, tps, offsets):
+        if offsets is None:                               # the coordinator moved: ask again
+            return self.call_later(self.retry_backoff, lambda: self.membership.fetch_committed(
+                tps, lambda o: self._on_committed(tps, o)))
+        for tp in tps:
+            self._awaiting_committed.discard(tp)
+            if tp in self.positions and self.positions[tp] is None and offsets.get(tp, -1) >= 0:
+                self.positions[tp] = offsets[tp]
+        self._fetch_all()
+
+    def _set_assignment(self, tps):
+        old = set(self.assignment)
+        self.assignment = list(tps)
+        self.positions = {tp: self.positions.get(tp) for tp in tps}
+        self.buffers = {tp: self.buffers.get(tp, deque()) for tp in tps}
         for tp in list(self.fetching):
             if tp not in self.positions:
                 del self.fetching[tp]
+        self._awaiting_committed &= set(tps)
+        if set(tps) != old:
+            self._record_assignment()
+
+    def _record_assignment(self):
         history = self.world.history
-        if tps:
-            for tp in tps:
+        if self.assignment:
+            for tp in self.assignment:
                 history.event(self.now, self.name, "assign", type_="ok", topic=tp[0], partition=tp[1])
         else:
             history.event(self.now, self.name, "assign", type_="ok", detail="no partitions")
-        self._fetch_all()
+
+    # ---- commits ----------------------------------------------------------------------------------------
+    def consumed(self) -> dict:
+        """The next offset to consume of every assigned partition: what auto-commit commits."""
+        return {tp: p for tp, p in self.positions.items() if p is not None}
+
+    def commit_async(self, offsets=None, callback=None):
+        """OffsetCommit without waiting; ``callback(error)`` when answered."""
+        offsets = dict(self.consumed() if offsets is None else offsets)
+        if not offsets or self.membership is None:
+            return
+
+        def done(error):
+            self._record_commit(offsets, error)
+            if callback is not None:
+                callback(error)
+
+        self.membership.commit(offsets, done)
+
+    def commit_sync(self, offsets=None):
+        """SimPy generator: commit and wait, retrying while the coordinator is unreachable or moving (up to
+        default.api.timeout.ms, 60 s); raises CommitFailedException if the group has moved on."""
+        offsets = dict(self.consumed() if offsets is None else offsets)
+        if not offsets or self.membership is None:
+            return None
+        env = self.world.env
+        deadline = env.now + 60.0
+        while True:
+            event = env.event()
+            self.commit_async(offsets, lambda error, e=event: e.succeed(error) if not e.triggered else None)
+            error = yield event
+            if error in COMMIT_FAILED or error is None or error not in RETRY_COMMIT or env.now >= deadline:
+                break
+            yield env.timeout(self.retry_backoff)
+        if error in COMMIT_FAILED:
+            raise CommitFailedException(f"commit failed with {error}: the group rebalanced, or this member was "
+                                        "removed from it (session.timeout.ms or max.poll.interval.ms)")
+        return error
+
+    def _record_commit(self, offsets, error):
+        type_ = "ok" if error is None else ("info" if error in COMMIT_UNKNOWN else "fail")
+        history = self.world.history
+        for tp, offset in offsets.items():
+            history.event(self.now, self.name, "commit", type_=type_, topic=tp[0], partition=tp[1], offset=offset,
+                          error=error or "")
+
+    def close(self):
+        """Leave the group at once (a dynamic member's clean shutdown triggers a rebalance right away); the
+        consumer returns nothing after this."""
+        if self.auto_commit:
+            self.commit_async()
+        if self.membership is not None:
+            self.membership.leave()
+            self.membership.topics = ()
+        self._set_assignment([])
+        self.closed = True
 
     # ---- the application's side -------------------------------------------------------------------------
     def poll(self, timeout: float):
         """SimPy generator: wait up to ``timeout`` for records; returns a Records (maybe empty)."""
         env = self.world.env
+        if self.paused:
+            yield self.when_running()                   # the application stalls with its process
+        if self.closed:
+            yield env.timeout(timeout)
+            return Records([])
+        if self.membership is not None:
+            self.membership.on_poll()
+            if self.auto_commit and self.now >= self._next_auto_commit:
+                self._next_auto_commit = self.now + self.auto_commit_interval
+                if self.membership.state == "stable":
+                    self.commit_async()
         self._fetch_all()
         if not self._buffered():
             self._data = env.event()
@@ -157,6 +293,8 @@ class Consumer(Client):
 
     def on_tick(self):
         if self.up:
+            if self.membership is not None:
+                self.membership.on_tick()
             self._fetch_all()
 
     def on_connected(self, bid):
@@ -164,7 +302,8 @@ class Consumer(Client):
 
     def _fetch_all(self):
         for tp in self.assignment:
-            if tp not in self.fetching and not self.buffers.get(tp) and self._blocked.get(tp, 0) <= self.now:
+            if tp not in self.fetching and not self.buffers.get(tp) and self._blocked.get(tp, 0) <= self.now \
+                    and tp not in self._awaiting_committed:
                 self._fetch(tp)
 
     def _fetch(self, tp):

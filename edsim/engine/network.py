@@ -94,6 +94,9 @@ class Network:
         """Send ``message`` from node ``src`` to the node named ``dst_name``."""
         if not src.up:
             return
+        if src.paused:                       # a stalled process sends nothing until it runs again
+            src._held.append((self.send, (src, dst_name, message)))
+            return
         link = (src.name, dst_name)
         if link in self.blocked:
             return

@@ -17,6 +17,7 @@ class Node:
         self.paused = False
         self.incarnation = 0
         self._held: list = []
+        self._resumed: list = []
         world.add(self)
 
     @property
@@ -51,6 +52,9 @@ class Node:
         self.paused = False
         self.incarnation += 1
         self._held.clear()
+        waiting, self._resumed = self._resumed, []
+        for event in waiting:
+            event.succeed()
         self.on_crash()
         if self.world.network is not None:
             self.world.network.node_crashed(self)
@@ -65,10 +69,22 @@ class Node:
         if self.up:
             self.paused = True
 
+    def when_running(self):
+        """A SimPy event that fires once the node is not paused (at once if it is not)."""
+        event = self.world.env.event()
+        if self.paused:
+            self._resumed.append(event)
+        else:
+            event.succeed()
+        return event
+
     def resume(self):
         if not self.paused:
             return
         self.paused = False
+        waiting, self._resumed = self._resumed, []
+        for event in waiting:
+            event.succeed()
         held, self._held = self._held, []
         for fn, args in held:
             if not self.up or self.paused:

@@ -1,7 +1,8 @@
 """Fault specs: plain, printable data saying what goes wrong, to whom and when.
 
 Targets: a broker id; ``"leader"`` / ``"followers"`` of the workload topic's partition 0 when the fault fires,
-or of another partition (``"leader:orders-2"``); ``"controller"``; a client name (``"producer"``,
+or of another partition (``"leader:orders-2"``); ``"controller"``; ``"coordinator"`` (the broker coordinating the
+workload's consumer group, i.e. leading its ``__consumer_offsets`` partition); a client name (``"producer"``,
 ``"consumer-1"``). Times are simulated seconds from the start of the run.
 """
 from __future__ import annotations

@@ -4,10 +4,13 @@ from __future__ import annotations
 from ..engine import Node
 from ..engine.network import Disconnected
 from . import protocol as P
+from .coordinator import OFFSETS_TOPIC, GroupCoordinator, offsets_partition
 
 TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expiry, ISR checks, checkpoints)
+GROUP_REQUESTS = (P.JoinGroupRequest, P.SyncGroupRequest, P.HeartbeatRequest, P.LeaveGroupRequest,
+                  P.OffsetCommitRequest, P.OffsetFetchRequest)
 REFUSED_WHILE_STARTING = (P.ProduceRequest, P.FetchRequest, P.MetadataRequest, P.ListOffsetsRequest,
-                          P.InitProducerIdRequest, P.ApiVersionsRequest)
+                          P.InitProducerIdRequest, P.ApiVersionsRequest, P.FindCoordinatorRequest) + GROUP_REQUESTS
 
 
 class Broker(Node):
@@ -36,6 +39,7 @@ class Broker(Node):
         self.metadata_offset = 0
         self.alter_pending: dict[int, object] = {}
         self.has_waiting = False
+        self.coordinator = GroupCoordinator(self)
         self._next_isr_check = self.now + self.lag_max / 2
         self._next_checkpoint = self.now + self.checkpoint_interval
         for replica in self.replicas.values():
@@ -84,6 +88,8 @@ class Broker(Node):
             self._next_checkpoint = now + self.checkpoint_interval
             for replica in self.replicas.values():
                 replica.hw_checkpoint = replica.hw
+        if self.coordinator.groups:
+            self.coordinator.tick()
         for replica in self.replicas.values():
             if replica.role == "follower" and replica.fetch_corr not in (None, -1) \
                     and now - replica.fetch_sent > self.fetch_timeout + replica.broker.fetch_wait:
@@ -129,6 +135,11 @@ class Broker(Node):
         elif kind is P.MetadataRequest:
             partitions = {tp: (s.leader, s.leader_epoch) for tp, s in self.metadata.items()}
             self.send(message.reply_to, P.MetadataResponse(message.corr, partitions))
+        elif kind in GROUP_REQUESTS:
+            reply_to = message.reply_to
+            self.coordinator.handle(message, lambda response: self.send(reply_to, response))
+        elif kind is P.FindCoordinatorRequest:
+            self._find_coordinator(message)
         elif kind is P.ApiVersionsRequest:
             self.send(message.reply_to, P.ApiVersionsResponse(message.corr))
         elif kind is P.ListOffsetsRequest:
@@ -185,6 +196,15 @@ class Broker(Node):
         if replica is None:
             return self.send(dst, P.FetchResponse(corr, tp, P.NOT_LEADER_OR_FOLLOWER))
         replica.handle_fetch(req, reply)
+
+    def _find_coordinator(self, req):
+        topic = self.cluster.topics.get(OFFSETS_TOPIC)
+        leader = -1
+        if topic is not None:
+            state = self.metadata.get((OFFSETS_TOPIC, offsets_partition(req.group, topic["partitions"])))
+            leader = state.leader if state is not None else -1
+        error = None if leader >= 0 else P.COORDINATOR_NOT_AVAILABLE
+        self.send(req.reply_to, P.FindCoordinatorResponse(req.corr, error, leader))
 
     def _list_offsets(self, req):
         replica = self.replicas.get(req.tp)

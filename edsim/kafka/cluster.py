@@ -5,6 +5,7 @@ from ..configs import BROKER, TOPIC, Config, ConfigError, warn
 from ..engine import Network
 from .broker import Broker
 from .controller import Controller
+from .coordinator import OFFSETS_TOPIC
 from .replica import Replica
 
 
@@ -77,6 +78,18 @@ class KafkaCluster:
         for p in range(topic["partitions"], count):
             self._add_partition(name, p, topic)
         topic._values["partitions"] = count
+
+    def ensure_offsets_topic(self):
+        """Create __consumer_offsets on first use, as Kafka does when a group first looks for its coordinator."""
+        if OFFSETS_TOPIC in self.topics:
+            return
+        rf, n = self.config["offsets.topic.replication.factor"], len(self.brokers)
+        if rf > n:
+            raise ConfigError(f"offsets.topic.replication.factor={rf} is not allowed with {n} broker(s): Kafka "
+                              f"cannot create {OFFSETS_TOPIC}, and a consumer group never finds its coordinator. "
+                              f"Set broker={{'offsets.topic.replication.factor': {n}}}")
+        self.create_topic(OFFSETS_TOPIC, {"partitions": self.config["offsets.topic.num.partitions"],
+                                          "replication.factor": rf})
 
     def partitions(self, name: str) -> list[tuple]:
         return [(name, p) for p in range(self.topics[name]["partitions"])]

@@ -102,19 +102,19 @@ class Log:
         return known, end
 
     def truncate(self, offset: int):
-        """Remove every record at ``offset`` and above (a follower whose log diverged)."""
-        if offset >= self.end:
-            return
+        """Remove every record at ``offset`` and above (a follower whose log diverged), and every leader-epoch
+        entry that starts there or later, even when no record goes (Kafka's truncateFromEnd)."""
         offset = max(offset, self.start)
-        i = bisect_right(self._bases, offset) - 1          # the batch holding ``offset``, or -1
-        if i >= 0 and self.batches[i].base < offset:       # it straddles the cut: keep its head
-            kept = self.batches[i].head(offset)
-            del self.batches[i:], self._bases[i:]
-            self.batches.append(kept)
-            self._bases.append(kept.base)
-        else:
-            del self.batches[max(i, 0):], self._bases[max(i, 0):]
-        self.end = offset
+        if offset < self.end:
+            i = bisect_right(self._bases, offset) - 1      # the batch holding ``offset``, or -1
+            if i >= 0 and self.batches[i].base < offset:   # it straddles the cut: keep its head
+                kept = self.batches[i].head(offset)
+                del self.batches[i:], self._bases[i:]
+                self.batches.append(kept)
+                self._bases.append(kept.base)
+            else:
+                del self.batches[max(i, 0):], self._bases[max(i, 0):]
+            self.end = offset
         while self.epochs and self.epochs[-1][1] >= offset:
             self.epochs.pop()
 

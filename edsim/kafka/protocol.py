@@ -174,3 +174,129 @@ class AlterPartitionResponse:
     tp: tuple
     error: str | None
     state: PartitionState | None = None
+
+
+# ---- consumer groups (the classic group protocol: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, ...) ----
+NOT_COORDINATOR = "NOT_COORDINATOR"
+COORDINATOR_NOT_AVAILABLE = "COORDINATOR_NOT_AVAILABLE"
+COORDINATOR_LOAD_IN_PROGRESS = "COORDINATOR_LOAD_IN_PROGRESS"
+ILLEGAL_GENERATION = "ILLEGAL_GENERATION"
+UNKNOWN_MEMBER_ID = "UNKNOWN_MEMBER_ID"
+REBALANCE_IN_PROGRESS = "REBALANCE_IN_PROGRESS"
+FENCED_INSTANCE_ID = "FENCED_INSTANCE_ID"
+
+
+@dataclass(slots=True)
+class FindCoordinatorRequest:
+    corr: int
+    group: str
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class FindCoordinatorResponse:
+    corr: int
+    error: str | None
+    coordinator: int = -1
+
+
+@dataclass(slots=True)
+class JoinGroupRequest:
+    corr: int
+    group: str
+    member_id: str
+    instance_id: str | None
+    protocols: tuple            # assignor names this member supports, in preference order
+    topics: tuple               # subscription
+    owned: tuple                # partitions the member owns now (cooperative rebalancing, KIP-429)
+    session_timeout: float
+    rebalance_timeout: float
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class JoinGroupResponse:
+    corr: int
+    error: str | None
+    generation: int = -1
+    protocol: str = ""
+    leader: str = ""
+    member_id: str = ""
+    members: tuple = ()         # for the leader: (member_id, topics, owned) of every member
+
+
+@dataclass(slots=True)
+class SyncGroupRequest:
+    corr: int
+    group: str
+    generation: int
+    member_id: str
+    assignments: dict           # the leader's assignment: member_id -> tuple of partitions; {} from followers
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class SyncGroupResponse:
+    corr: int
+    error: str | None
+    assignment: tuple = ()
+
+
+@dataclass(slots=True)
+class HeartbeatRequest:
+    corr: int
+    group: str
+    generation: int
+    member_id: str
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class HeartbeatResponse:
+    corr: int
+    error: str | None
+
+
+@dataclass(slots=True)
+class LeaveGroupRequest:
+    corr: int
+    group: str
+    member_id: str
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class LeaveGroupResponse:
+    corr: int
+    error: str | None
+
+
+@dataclass(slots=True)
+class OffsetCommitRequest:
+    corr: int
+    group: str
+    generation: int             # -1: a consumer outside group management (assign())
+    member_id: str
+    offsets: dict               # tp -> next offset to consume
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class OffsetCommitResponse:
+    corr: int
+    error: str | None
+
+
+@dataclass(slots=True)
+class OffsetFetchRequest:
+    corr: int
+    group: str
+    tps: tuple
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class OffsetFetchResponse:
+    corr: int
+    error: str | None
+    offsets: dict = field(default_factory=dict)   # tp -> committed offset, or -1

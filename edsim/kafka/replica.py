@@ -8,6 +8,7 @@ As follower (``ReplicaFetcherThread``): fetch from the leader, append, truncate 
 from __future__ import annotations
 
 from . import protocol as P
+from .coordinator import OFFSETS_TOPIC
 from .log import Log, ProducerState
 
 
@@ -90,6 +91,8 @@ class Replica:
         self.followers = {r: FollowerState(now) for r in self.replicas if r != self.broker.id}
         self._fail_waiting_fetches(P.NOT_LEADER_OR_FOLLOWER)
         self.maybe_advance_hw()
+        if self.tp[0] == OFFSETS_TOPIC:
+            self.broker.coordinator.became_leader(self)
 
     def _commit_isr(self, state):
         self.isr, self.partition_epoch = state.isr, state.partition_epoch
@@ -102,6 +105,8 @@ class Replica:
         if self.role == "leader":
             self._fail_waiting_produces(P.NOT_LEADER_OR_FOLLOWER)
             self._fail_waiting_fetches(P.NOT_LEADER_OR_FOLLOWER)
+            if self.tp[0] == OFFSETS_TOPIC:
+                self.broker.coordinator.lost_leadership(self)
         self.role = "follower"
         self.leader = state.leader
         self.leader_epoch = state.leader_epoch
@@ -353,8 +358,9 @@ class Replica:
             self.broker.call_later(self.broker.fetch_backoff, self._retry_fetch)
 
     def _truncate(self, offset):
-        if offset < self.log.end:
-            self.log.truncate(offset)
+        cut = offset < self.log.end
+        self.log.truncate(offset)
+        if cut:
             self.producers = ProducerState.from_log(self.log)
         self.hw = min(self.hw, self.log.end)
         self.broker.cluster.check_invariants(self.tp)

@@ -1,0 +1,230 @@
+"""A consumer's side of the group protocol (the Java client's ConsumerCoordinator).
+
+Find the coordinator; join (the leader member runs the assignor); sync; heartbeat every heartbeat.interval.ms
+from a background "thread" that keeps going while the application processes; rejoin when the coordinator
+answers REBALANCE_IN_PROGRESS. With the eager protocol a member gives up all its partitions before rejoining
+(committing first when auto-commit is on); with the cooperative one (KIP-429) it keeps them and gives up only
+those the new assignment moves, then rejoins once more. If the application does not call poll() within
+max.poll.interval.ms, the member leaves the group, as the Java client does.
+"""
+from __future__ import annotations
+
+from ..kafka import protocol as P
+from .assignors import ASSIGNORS, EAGER
+
+COMMIT_FAILED = frozenset({P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION, P.REBALANCE_IN_PROGRESS,
+                           P.FENCED_INSTANCE_ID})
+
+
+class CommitFailedException(Exception):
+    """The group has moved on (a rebalance, or this member was removed): the commit was refused."""
+
+
+class Membership:
+    def __init__(self, consumer, config):
+        self.consumer = consumer
+        self.group = config["group.id"]
+        self.instance_id = config["group.instance.id"]
+        self.protocols = config["partition.assignment.strategy"]
+        self.cooperative = not any(p in EAGER for p in self.protocols)
+        self.session_timeout = config.seconds("session.timeout.ms")
+        self.heartbeat_interval = config.seconds("heartbeat.interval.ms")
+        self.poll_interval = config.seconds("max.poll.interval.ms")
+        self.topics: tuple = ()
+        self.reset()
+
+    def reset(self):
+        self.coordinator = -1
+        self.member_id = ""
+        self.generation = -1
+        self.state = "unjoined"           # unjoined | joining | stable
+        self.rejoin_needed = False
+        self._finding = False
+        self.last_poll = self.consumer.now
+        self._heartbeat_at = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.topics)
+
+    def subscribe(self, topics):
+        self.topics = tuple(topics)
+        self.state = "unjoined"
+
+    # ---- driven by poll() and by the client's tick ----------------------------------------------------------
+    def on_poll(self):
+        self.last_poll = self.consumer.now
+        self._progress()
+
+    def on_tick(self):
+        if not self.active:
+            return
+        now = self.consumer.now
+        if self.state == "stable" and now - self.last_poll > self.poll_interval:
+            self._poll_timeout()
+        elif self.state == "stable" and now >= self._heartbeat_at:
+            self._heartbeat_at = now + self.heartbeat_interval
+            self._send(P.HeartbeatRequest(0, self.group, self.generation, self.member_id), self._on_heartbeat)
+        if self.coordinator < 0:
+            self._find()
+
+    def _progress(self):
+        if not self.active:
+            return
+        if self.coordinator < 0:
+            return self._find()
+        if self.state == "unjoined" or (self.state == "stable" and self.rejoin_needed):
+            self._join()
+
+    # ---- coordinator ------------------------------------------------------------------------------------
+    def _find(self):
+        c = self.consumer
+        if self._finding:
+            return
+        self._finding = True
+        ids = c.broker_ids
+        bid = next((b for b in ids if b in c.connected), ids[c._next_bootstrap % len(ids)])
+        c._next_bootstrap += 1
+        c.request(bid, P.FindCoordinatorRequest(0, self.group), self._on_find)
+
+    def _on_find(self, response):
+        self._finding = False
+        if isinstance(response, P.FindCoordinatorResponse) and response.error is None:
+            self.coordinator = response.coordinator
+            self._progress()
+        else:
+            self.consumer.call_later(self.consumer.retry_backoff, self._progress)
+
+    def _lost_coordinator(self):
+        self.coordinator = -1
+        self.consumer.call_later(self.consumer.retry_backoff, self._progress)
+
+    def _send(self, message, on_response):
+        c = self.consumer
+        if self.coordinator < 0 or not c.ready(self.coordinator):
+            if self.coordinator >= 0:
+                c.call_later(c.retry_backoff, lambda: on_response(P.NETWORK_EXCEPTION))
+            return
+        c.request(self.coordinator, message, on_response)
+
+    # ---- join and sync ----------------------------------------------------------------------------------
+    def _join(self):
+        c = self.consumer
+        self.state = "joining"
+        self.rejoin_needed = False
+        if not self.cooperative:
+            c.revoke(list(c.assignment))                 # eager: give everything up before rejoining
+        owned = tuple(c.assignment) if self.cooperative else ()
+        self._send(P.JoinGroupRequest(0, self.group, self.member_id, self.instance_id, self.protocols, self.topics,
+                                      owned, self.session_timeout, self.poll_interval), self._on_join)
+
+    def _retry_join(self, reset_member=False):
+        if reset_member:
+            self.member_id, self.generation = "", -1
+        self.state = "unjoined"
+        self.consumer.call_later(self.consumer.retry_backoff, self._progress)
+
+    def _on_join(self, response):
+        if not isinstance(response, P.JoinGroupResponse):
+            return self._coordinator_trouble(response)
+        if response.error in (P.NOT_COORDINATOR, P.COORDINATOR_NOT_AVAILABLE):
+            return self._coordinator_trouble(response.error)
+        if response.error is not None:
+            return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
+        self.member_id, self.generation = response.member_id, response.generation
+        assignments = {}
+        if response.leader == self.member_id and response.members:
+            partitions = {t: self.consumer.kafka.topics[t]["partitions"]
+                          for _m, topics, _o in response.members for t in topics if t in self.consumer.kafka.topics}
+            assignments = ASSIGNORS[response.protocol](list(response.members), partitions)
+        self._send(P.SyncGroupRequest(0, self.group, self.generation, self.member_id, assignments), self._on_sync)
+
+    def _on_sync(self, response):
+        if not isinstance(response, P.SyncGroupResponse):
+            return self._coordinator_trouble(response)
+        if response.error in (P.NOT_COORDINATOR, P.COORDINATOR_NOT_AVAILABLE):
+            return self._coordinator_trouble(response.error)
+        if response.error is not None:
+            return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
+        c = self.consumer
+        new = [tuple(tp) for tp in response.assignment]
+        revoked = [tp for tp in c.assignment if tp not in new]
+        if revoked:
+            c.revoke(revoked)
+        self.state = "stable"
+        self._heartbeat_at = c.now + self.heartbeat_interval
+        c.assigned(new, self.generation)
+        if revoked and self.cooperative:
+            self.rejoin_needed = True                    # KIP-429: the moved partitions go out in a second round
+            self._join()
+
+    def _coordinator_trouble(self, error):
+        self._lost_coordinator()
+        self.state = "unjoined"
+
+    # ---- heartbeats and leaving -------------------------------------------------------------------------
+    def _on_heartbeat(self, response):
+        error = response if isinstance(response, str) else response.error
+        if error is None or self.state != "stable":
+            return
+        if error == P.REBALANCE_IN_PROGRESS:
+            self.rejoin_needed = True                    # rejoin on the next poll(), as the Java client does
+        elif error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION, P.FENCED_INSTANCE_ID):
+            self._kicked_out()
+        else:
+            self._lost_coordinator()
+
+    def _kicked_out(self):
+        """The coordinator no longer knows us (session expired): our partitions are someone else's now."""
+        self.consumer.revoke(list(self.consumer.assignment), lost=True)
+        self.member_id, self.generation = "", -1
+        self.state = "unjoined"
+
+    def _poll_timeout(self):
+        """max.poll.interval.ms passed without a poll: leave the group so others can take the partitions."""
+        self.consumer.world.history.event(self.consumer.now, self.consumer.name, "assign", type_="info",
+                                          detail="max.poll.interval.ms expired: leaving the group")
+        if self.instance_id is None:
+            self._send(P.LeaveGroupRequest(0, self.group, self.member_id), lambda r: None)
+        self._kicked_out()
+
+    def leave(self):
+        if self.state == "stable" and self.instance_id is None:
+            self._send(P.LeaveGroupRequest(0, self.group, self.member_id), lambda r: None)
+        self.member_id, self.generation, self.state = "", -1, "unjoined"
+
+    # ---- commits ----------------------------------------------------------------------------------------
+    def commit(self, offsets: dict, on_done):
+        """OffsetCommit with this member's generation; ``on_done(error)``."""
+        if not self.active:
+            request = P.OffsetCommitRequest(0, self.group, -1, "", dict(offsets))
+        elif self.state != "stable":
+            return on_done(P.REBALANCE_IN_PROGRESS)
+        else:
+            request = P.OffsetCommitRequest(0, self.group, self.generation, self.member_id, dict(offsets))
+
+        def answered(response):
+            error = response if isinstance(response, str) else response.error
+            if error in (P.NOT_COORDINATOR, P.COORDINATOR_NOT_AVAILABLE, P.NETWORK_EXCEPTION, P.REQUEST_TIMED_OUT):
+                self._lost_coordinator()
+            if error in COMMIT_FAILED and error != P.REBALANCE_IN_PROGRESS and self.active:
+                self._kicked_out()
+            on_done(error)
+
+        if self.coordinator < 0:
+            self._find()
+            return self.consumer.call_later(self.consumer.retry_backoff, lambda: on_done(P.COORDINATOR_NOT_AVAILABLE))
+        self._send(request, answered)
+
+    def fetch_committed(self, tps, on_done):
+        """OffsetFetch: ``on_done({tp: offset or -1})``, or None if the coordinator could not answer."""
+        def answered(response):
+            if isinstance(response, P.OffsetFetchResponse) and response.error is None:
+                return on_done(response.offsets)
+            self._lost_coordinator()
+            on_done(None)
+
+        if self.coordinator < 0:
+            self._find()
+            return self.consumer.call_later(self.consumer.retry_backoff, lambda: on_done(None))
+        self._send(P.OffsetFetchRequest(0, self.group, tuple(tps)), answered)

@@ -1,0 +1,310 @@
+"""The group coordinator (Kafka's GroupCoordinator, classic protocol), one per broker.
+
+A group belongs to the partition ``abs(hash(group.id)) % offsets.topic.num.partitions`` of the internal topic
+``__consumer_offsets``; the leader of that partition is the group's coordinator, so when its broker dies the group
+moves with the partition's leadership, and the new coordinator rebuilds the group from the partition's log.
+Commits and the group's membership after each rebalance are records in that log, written with acks=all.
+
+Membership follows the classic protocol: JoinGroup (the coordinator waits until every known member has rejoined
+or the rebalance timeout passes), SyncGroup (the leader member computes the assignment), heartbeats, LeaveGroup,
+session expiry, and static membership (KIP-345: a member with ``group.instance.id`` that comes back before its
+session times out gets its old assignment without a rebalance).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import protocol as P
+from .log import Batch
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def java_string_hash(text: str) -> int:
+    h = 0
+    for ch in text:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def offsets_partition(group: str, partitions: int) -> int:
+    """Kafka's ``Utils.abs(groupId.hashCode) % groupMetadataTopicPartitionCount``."""
+    h = java_string_hash(group)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+class Member:
+    __slots__ = ("member_id", "instance_id", "client", "protocols", "topics", "owned", "session_timeout",
+                 "rebalance_timeout", "last_heartbeat", "join_reply", "sync_reply", "assignment")
+
+    def __init__(self, member_id, instance_id, client, now):
+        self.member_id = member_id
+        self.instance_id = instance_id
+        self.client = client
+        self.protocols, self.topics, self.owned, self.assignment = (), (), (), ()
+        self.session_timeout = self.rebalance_timeout = 0.0
+        self.last_heartbeat = now
+        self.join_reply = self.sync_reply = None
+
+
+class Group:
+    def __init__(self, group_id, tp):
+        self.group_id = group_id
+        self.tp = tp
+        self.state = "Empty"
+        self.generation = 0
+        self.protocol = ""
+        self.leader = ""
+        self.members: dict[str, Member] = {}
+        self.offsets: dict[tuple, int] = {}
+        self.deadline = 0.0
+        self.initial_delay_until = 0.0
+
+    def static(self, instance_id):
+        return next((m for m in self.members.values() if instance_id and m.instance_id == instance_id), None)
+
+
+class GroupCoordinator:
+    def __init__(self, broker):
+        self.broker = broker
+        self.groups: dict[str, Group] = {}
+        self._ids = 0
+        config = broker.cluster.config
+        self.initial_delay = config.seconds("group.initial.rebalance.delay.ms")
+        self.commit_timeout = config.seconds("offsets.commit.timeout.ms")
+
+    @property
+    def now(self):
+        return self.broker.now
+
+    # ---- ownership: follows the leadership of __consumer_offsets partitions ------------------------------
+    def _replica(self, group_id):
+        partitions = self.broker.cluster.topics.get(OFFSETS_TOPIC)
+        if partitions is None:
+            return None
+        tp = (OFFSETS_TOPIC, offsets_partition(group_id, partitions["partitions"]))
+        replica = self.broker.replicas.get(tp)
+        return replica if replica is not None and replica.role == "leader" else None
+
+    def became_leader(self, replica):
+        """Load every group of this partition from its log (offset commits and membership records)."""
+        for group_id in [g for g, grp in self.groups.items() if grp.tp == replica.tp]:
+            del self.groups[group_id]
+        for batch in replica.log.batches:
+            for record in batch.payloads or ():
+                kind, group_id = record[0], record[1]
+                group = self.groups.get(group_id)
+                if group is None:
+                    group = self.groups[group_id] = Group(group_id, replica.tp)
+                if kind == "offset":
+                    group.offsets[record[2]] = record[3]
+                else:
+                    _, _, group.generation, group.protocol, group.leader, members = record
+                    group.members = {}
+                    for member_id, instance_id, client, timeout, assignment in members:
+                        member = Member(member_id, instance_id, client, self.now)
+                        member.session_timeout, member.assignment = timeout, assignment
+                        group.members[member_id] = member
+                    group.state = "Stable" if group.members else "Empty"
+
+    def lost_leadership(self, replica):
+        for group_id in [g for g, grp in self.groups.items() if grp.tp == replica.tp]:
+            del self.groups[group_id]
+
+    def _group(self, group_id, create=True):
+        replica = self._replica(group_id)
+        if replica is None:
+            return None, None
+        group = self.groups.get(group_id)
+        if group is None and create:
+            group = self.groups[group_id] = Group(group_id, replica.tp)
+        return group, replica
+
+    def _write(self, replica, records, done):
+        """Append records to the group's partition with acks=all; ``done(error)`` once committed (or not)."""
+        n = len(records)
+        batch = Batch(-1, -1, np.full(n, -1, np.int64), np.full(n, -1, np.int64), list(records))
+        replica.handle_produce(P.ProduceRequest(0, replica.tp, batch, "all", self.commit_timeout),
+                               lambda error, base=-1: done(error))
+
+    # ---- requests ---------------------------------------------------------------------------------------
+    def handle(self, message, send):
+        kind = type(message)
+        group, replica = self._group(message.group, create=kind is not P.OffsetFetchRequest)
+        if replica is None:
+            error = P.NOT_COORDINATOR
+            reply = {P.JoinGroupRequest: P.JoinGroupResponse, P.SyncGroupRequest: P.SyncGroupResponse,
+                     P.HeartbeatRequest: P.HeartbeatResponse, P.LeaveGroupRequest: P.LeaveGroupResponse,
+                     P.OffsetCommitRequest: P.OffsetCommitResponse, P.OffsetFetchRequest: P.OffsetFetchResponse}
+            return send(reply[kind](message.corr, error))
+        if kind is P.JoinGroupRequest:
+            self._join(group, message, send)
+        elif kind is P.SyncGroupRequest:
+            self._sync(group, replica, message, send)
+        elif kind is P.HeartbeatRequest:
+            send(P.HeartbeatResponse(message.corr, self._heartbeat(group, message)))
+        elif kind is P.LeaveGroupRequest:
+            if message.member_id in group.members:
+                self._remove(group, message.member_id)
+            send(P.LeaveGroupResponse(message.corr, None))
+        elif kind is P.OffsetCommitRequest:
+            self._commit(group, replica, message, send)
+        elif kind is P.OffsetFetchRequest:
+            offsets = group.offsets if group is not None else {}
+            send(P.OffsetFetchResponse(message.corr, None, {tp: offsets.get(tp, -1) for tp in message.tps}))
+
+    def _join(self, group, req, send):
+        def reply(response):
+            send(response)
+
+        member = group.members.get(req.member_id) if req.member_id else None
+        if req.member_id and member is None:
+            return reply(P.JoinGroupResponse(req.corr, P.UNKNOWN_MEMBER_ID))
+        static = group.static(req.instance_id) if member is None else None
+        if static is not None:
+            # KIP-345: the same instance is back under a new member id; it takes the old one's place.
+            self._ids += 1
+            new_id = f"{req.reply_to}-{req.instance_id}-{self._ids}"
+            del group.members[static.member_id]
+            if group.leader == static.member_id:
+                group.leader = new_id
+            static.member_id, static.client = new_id, req.reply_to
+            group.members[new_id] = member = static
+            if group.state == "Stable":
+                member.last_heartbeat = self.now
+                return reply(P.JoinGroupResponse(req.corr, None, group.generation, group.protocol, group.leader,
+                                                 new_id, ()))
+        if member is None:
+            self._ids += 1
+            member = Member(f"{req.reply_to}-{self._ids}", req.instance_id, req.reply_to, self.now)
+            group.members[member.member_id] = member
+        member.protocols, member.topics, member.owned = req.protocols, req.topics, req.owned
+        member.session_timeout, member.rebalance_timeout = req.session_timeout, req.rebalance_timeout
+        member.last_heartbeat = self.now
+        member.join_reply = (req.corr, reply)
+        if group.state != "PreparingRebalance":
+            self._prepare_rebalance(group)
+        self._try_complete_join(group)
+
+    def _prepare_rebalance(self, group):
+        if group.state == "Empty":
+            # group.initial.rebalance.delay.ms: the first rebalance waits for more members to arrive.
+            group.initial_delay_until = self.now + self.initial_delay
+        for member in group.members.values():          # syncs waiting on an abandoned assignment
+            if member.sync_reply is not None:
+                corr, reply = member.sync_reply
+                member.sync_reply = None
+                reply(P.SyncGroupResponse(corr, P.REBALANCE_IN_PROGRESS))
+        group.state = "PreparingRebalance"
+        group.deadline = self.now + max([m.rebalance_timeout for m in group.members.values()] or [0.0])
+
+    def _try_complete_join(self, group):
+        if group.state != "PreparingRebalance" or self.now < group.initial_delay_until:
+            return
+        if any(m.join_reply is None for m in group.members.values()) and self.now < group.deadline:
+            return
+        for member_id in [m for m, member in group.members.items() if member.join_reply is None]:
+            del group.members[member_id]                  # did not rejoin within the rebalance timeout
+        group.generation += 1
+        if not group.members:
+            group.state, group.leader, group.protocol = "Empty", "", ""
+            return
+        members = list(group.members.values())
+        common = [p for p in members[0].protocols if all(p in m.protocols for m in members)]
+        group.protocol = common[0] if common else members[0].protocols[0]
+        if group.leader not in group.members:
+            group.leader = members[0].member_id
+        group.state = "CompletingRebalance"
+        everyone = tuple((m.member_id, m.topics, m.owned) for m in members)
+        for member in members:
+            corr, reply = member.join_reply
+            member.join_reply = None
+            member.last_heartbeat = self.now
+            reply(P.JoinGroupResponse(corr, None, group.generation, group.protocol, group.leader, member.member_id,
+                                      everyone if member.member_id == group.leader else ()))
+
+    def _sync(self, group, replica, req, send):
+        member = group.members.get(req.member_id)
+        if member is None:
+            return send(P.SyncGroupResponse(req.corr, P.UNKNOWN_MEMBER_ID))
+        if req.generation != group.generation:
+            return send(P.SyncGroupResponse(req.corr, P.ILLEGAL_GENERATION))
+        if group.state == "PreparingRebalance":
+            return send(P.SyncGroupResponse(req.corr, P.REBALANCE_IN_PROGRESS))
+        if group.state == "Stable":
+            return send(P.SyncGroupResponse(req.corr, None, member.assignment))
+        member.sync_reply = (req.corr, lambda response: send(response))
+        if req.member_id != group.leader:
+            return
+        generation = group.generation
+        for member_id, m in group.members.items():
+            m.assignment = tuple(req.assignments.get(member_id, ()))
+        record = ("group", group.group_id, group.generation, group.protocol, group.leader,
+                  tuple((m.member_id, m.instance_id, m.client, m.session_timeout, m.assignment)
+                        for m in group.members.values()))
+
+        def stored(error):
+            if group.generation != generation or group.state != "CompletingRebalance":
+                return
+            if error is None:
+                group.state = "Stable"
+            for m in group.members.values():
+                if m.sync_reply is not None:
+                    corr, reply = m.sync_reply
+                    m.sync_reply = None
+                    reply(P.SyncGroupResponse(corr, None, m.assignment) if error is None
+                          else P.SyncGroupResponse(corr, P.COORDINATOR_NOT_AVAILABLE))
+            if error is not None:
+                self._prepare_rebalance(group)
+
+        self._write(replica, [record], stored)
+
+    def _heartbeat(self, group, req):
+        member = group.members.get(req.member_id)
+        if member is None:
+            return P.UNKNOWN_MEMBER_ID
+        if req.generation != group.generation:
+            return P.ILLEGAL_GENERATION
+        member.last_heartbeat = self.now
+        return P.REBALANCE_IN_PROGRESS if group.state == "PreparingRebalance" else None
+
+    def _remove(self, group, member_id):
+        del group.members[member_id]
+        if group.leader == member_id:
+            group.leader = ""
+        if group.state in ("Stable", "CompletingRebalance"):
+            self._prepare_rebalance(group)
+        self._try_complete_join(group)
+
+    def _commit(self, group, replica, req, send):
+        if req.generation >= 0 or req.member_id:
+            member = group.members.get(req.member_id)
+            if member is None:
+                return send(P.OffsetCommitResponse(req.corr, P.UNKNOWN_MEMBER_ID))
+            if req.generation != group.generation:
+                return send(P.OffsetCommitResponse(req.corr, P.ILLEGAL_GENERATION))
+            if group.state == "CompletingRebalance":
+                return send(P.OffsetCommitResponse(req.corr, P.REBALANCE_IN_PROGRESS))
+            member.last_heartbeat = self.now
+        elif group.members:
+            return send(P.OffsetCommitResponse(req.corr, P.UNKNOWN_MEMBER_ID))   # the group is in use
+        offsets = dict(req.offsets)
+
+        def stored(error):
+            if error is None:
+                group.offsets.update(offsets)
+            send(P.OffsetCommitResponse(req.corr, None if error is None else P.COORDINATOR_NOT_AVAILABLE))
+
+        self._write(replica, [("offset", group.group_id, tp, o) for tp, o in offsets.items()], stored)
+
+    # ---- time -------------------------------------------------------------------------------------------
+    def tick(self):
+        now = self.now
+        for group in list(self.groups.values()):
+            if self._replica(group.group_id) is None:
+                continue
+            expired = [m.member_id for m in group.members.values()
+                       if m.join_reply is None and now - m.last_heartbeat > m.session_timeout]
+            for member_id in expired:
+                self._remove(group, member_id)
+            self._try_complete_join(group)
