@@ -204,11 +204,28 @@ class Result:
     def partition_metrics(self) -> pd.DataFrame:
         return self._sampler.partition_frame()
 
+    def members(self) -> pd.DataFrame:
+        """Per workload consumer: records polled and processed, commits acknowledged and refused, assignments."""
+        h = self.history
+        h = h[h["process"].astype(str).str.startswith("consumer-")]
+        rows = []
+        for name, g in h.groupby("process", observed=True):
+            commits = g[g["f"] == "commit"]
+            rows.append({"consumer": name,
+                         "polled": int((g["f"] == "poll").sum()),
+                         "processed": int((g["f"] == "process").sum()),
+                         "commits ok": int(commits["op"][commits["type"] == "ok"].nunique()),
+                         "commits failed": int(commits["op"][commits["type"] != "ok"].nunique()),
+                         "assignments": int(g["op"][(g["f"] == "assign") & (g["type"] == "ok")].nunique()),
+                         "crashes": int((g["f"] == "crash").sum())})
+        return pd.DataFrame(rows).set_index("consumer") if rows else pd.DataFrame()
+
     def counts(self) -> dict:
         h = self.history
         sends = h[h["f"] == "send"]
         final = sends.drop_duplicates("value", keep="last")
         polls = h[(h["f"] == "poll")]
+        processed = h[h["f"] == "process"]
         return {
             "records sent": int(final["value"].nunique()),
             "acknowledged": int((final["type"] == "ok").sum()),
@@ -216,6 +233,7 @@ class Result:
             "outcome unknown": int((final["type"] == "info").sum()),
             "read by consumers": int(polls.loc[polls["process"] != "catch-up", "value"].nunique()),
             "read by the final catch-up": int(polls.loc[polls["process"] == "catch-up", "value"].nunique()),
+            "processed": int(processed["value"].nunique()),
         }
 
     def summary(self) -> pd.DataFrame:

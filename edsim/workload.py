@@ -129,11 +129,26 @@ class Workload:
         self.produced.succeed()
 
     def drained(self):
-        """SimPy process: ends when the group has processed every acknowledged record, or DRAIN_LIMIT passes."""
+        """SimPy process: ends when the group has processed every acknowledged record, or has read every
+        partition up to its high watermark (records beyond it, or on an offline partition, cannot be read),
+        or DRAIN_LIMIT passes."""
         env = self.env
         deadline = env.now + DRAIN_LIMIT
-        while self.consumers and env.now < deadline and (self.acked & ~self.processed).any():
+        while self.consumers and env.now < deadline and (self.acked & ~self.processed).any() \
+                and not self._read_all_readable():
             yield env.timeout(0.1)
+
+    def _read_all_readable(self):
+        kafka = self.lab.kafka
+        for tp in kafka.partitions(self.topic):
+            state = kafka.controller.partitions[tp]
+            if state.leader < 0 or not kafka.brokers[state.leader].up:
+                continue
+            hw = kafka.brokers[state.leader].replicas[tp].hw
+            owner = next((c for c in self.consumers if c.up and tp in c.positions), None)
+            if owner is None or (owner.positions[tp] or 0) < hw:
+                return False
+        return True
 
     def _group_ready(self):
         assigned = [tp for c in self.consumers for tp in c.assignment]

@@ -202,10 +202,12 @@ class Consumer(Client):
 
     def _record_commit(self, offsets, error):
         type_ = "ok" if error is None else ("info" if error in COMMIT_UNKNOWN else "fail")
-        history = self.world.history
-        for tp, offset in offsets.items():
-            history.event(self.now, self.name, "commit", type_=type_, topic=tp[0], partition=tp[1], offset=offset,
-                          error=error or "")
+        by_topic: dict[str, list] = {}
+        for (topic, partition), offset in offsets.items():
+            by_topic.setdefault(topic, []).append((partition, offset))
+        for topic, pairs in by_topic.items():
+            self.world.history.commits(self.now, self.name, type_, topic, [p for p, _ in pairs],
+                                       [o for _, o in pairs], error or "")
 
     def close(self):
         """Leave the group at once (a dynamic member's clean shutdown triggers a rebalance right away); the

@@ -99,13 +99,13 @@ class Membership:
         self.coordinator = -1
         self.consumer.call_later(self.consumer.retry_backoff, self._progress)
 
-    def _send(self, message, on_response):
+    def _send(self, message, on_response, timeout=None):
         c = self.consumer
         if self.coordinator < 0 or not c.ready(self.coordinator):
             if self.coordinator >= 0:
                 c.call_later(c.retry_backoff, lambda: on_response(P.NETWORK_EXCEPTION))
             return
-        c.request(self.coordinator, message, on_response)
+        c.request(self.coordinator, message, on_response, timeout=timeout)
 
     # ---- join and sync ----------------------------------------------------------------------------------
     def _join(self):
@@ -115,8 +115,10 @@ class Membership:
         if not self.cooperative:
             c.revoke(list(c.assignment))                 # eager: give everything up before rejoining
         owned = tuple(c.assignment) if self.cooperative else ()
+        # The Java client waits for JoinGroup up to the rebalance timeout plus 5 s, not request.timeout.ms.
         self._send(P.JoinGroupRequest(0, self.group, self.member_id, self.instance_id, self.protocols, self.topics,
-                                      owned, self.session_timeout, self.poll_interval), self._on_join)
+                                      owned, self.session_timeout, self.poll_interval), self._on_join,
+                   timeout=max(c.request_timeout, self.poll_interval + 5.0))
 
     def _retry_join(self, reset_member=False):
         if reset_member:
@@ -129,6 +131,9 @@ class Membership:
             return self._coordinator_trouble(response)
         if response.error in (P.NOT_COORDINATOR, P.COORDINATOR_NOT_AVAILABLE):
             return self._coordinator_trouble(response.error)
+        if response.error == P.MEMBER_ID_REQUIRED:
+            self.member_id = response.member_id
+            return self._join()
         if response.error is not None:
             return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
         self.member_id, self.generation = response.member_id, response.generation

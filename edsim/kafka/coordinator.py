@@ -69,6 +69,7 @@ class GroupCoordinator:
         self.broker = broker
         self.groups: dict[str, Group] = {}
         self._ids = 0
+        self._pending: set = set()          # member ids handed out, not yet joined with (KIP-394)
         config = broker.cluster.config
         self.initial_delay = config.seconds("group.initial.rebalance.delay.ms")
         self.commit_timeout = config.seconds("offsets.commit.timeout.ms")
@@ -158,6 +159,17 @@ class GroupCoordinator:
             send(response)
 
         member = group.members.get(req.member_id) if req.member_id else None
+        if not req.member_id and req.instance_id is None:
+            # KIP-394: a new dynamic member first gets its id, then joins with it, so a retried JoinGroup
+            # cannot leave a ghost member behind.
+            self._ids += 1
+            member_id = f"{req.reply_to}-{self._ids}"
+            self._pending.add(member_id)
+            return reply(P.JoinGroupResponse(req.corr, P.MEMBER_ID_REQUIRED, member_id=member_id))
+        if req.member_id and member is None and req.member_id in self._pending:
+            self._pending.discard(req.member_id)
+            member = Member(req.member_id, None, req.reply_to, self.now)
+            group.members[member.member_id] = member
         if req.member_id and member is None:
             return reply(P.JoinGroupResponse(req.corr, P.UNKNOWN_MEMBER_ID))
         static = group.static(req.instance_id) if member is None else None
