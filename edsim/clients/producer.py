@@ -10,7 +10,6 @@ lost response); with it, the producer id and per-partition sequence numbers let 
 from __future__ import annotations
 
 from bisect import insort
-from collections import deque
 
 import numpy as np
 
