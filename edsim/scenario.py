@@ -117,7 +117,9 @@ class Scenario:
         return "edsim.simulate(\n    " + ",\n    ".join(parts) + ",\n)"
 
     # ---- running ----------------------------------------------------------------------------------------
-    def run(self, seed: int | None = None) -> "Result":
+    def run(self, seed: int | None = None, progress=None) -> "Result":
+        """Run it. ``progress(phase, simulated_seconds)``, if given, hears of each phase ("workload", "drain",
+        "heal", "catch-up", "done") and every 5 simulated seconds within one: long runs can show it."""
         seed = self.seed if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed={seed!r} is not allowed: seed must be a whole number")
@@ -139,17 +141,33 @@ class Scenario:
         interval = max(0.05, (max([horizon] + ends) + 10) / 400)
         sampler = Sampler(lab, name, workload.consumers, interval)
         workload.start()
-
         env = lab.env
+        phase = ["workload"]
+        if progress is not None:
+            def report():
+                while True:
+                    progress(phase[0], env.now)
+                    yield env.timeout(5.0)
+            env.process(report())
+
+        def enter(name):
+            phase[0] = name
+            if progress is not None:
+                progress(name, env.now)
+
         env.run(until=workload.produced)                       # 1. the workload and its faults
         if ends and env.now < max(ends):
             env.run(until=max(ends))
+        enter("drain")
         env.run(until=env.process(workload.drained()))         #    ... until the group has caught up
+        enter("heal")
         nemesis.heal_all()                                     # 2. heal what can heal
         isolation = workload.consumers[0].config["isolation.level"] if workload.consumers else \
             Config("consumer", CONSUMER, self.consumer)["isolation.level"]
+        enter("catch-up")
         env.run(until=workload.catch_up(isolation))            # 3. read everything that is there
         sampler.running = False
+        enter("done")
         return Result(self.replace(seed=seed), lab, workload, sampler, interval)
 
 

@@ -237,3 +237,4 @@ def test_after_process_commits_never_lose_processing(schedule, seed):
                                       "commit": "after-process"},
                             faults=schedule, seed=seed)
     assert result.anomalies["lost-processing"] == 0, result.anomaly_cases["lost-processing"]["evidence"].head(3)
+

@@ -155,9 +155,7 @@ class GroupCoordinator:
             send(P.OffsetFetchResponse(message.corr, None, {tp: offsets.get(tp, -1) for tp in message.tps}))
 
     def _join(self, group, req, send):
-        def reply(response):
-            send(response)
-
+        reply = send
         member = group.members.get(req.member_id) if req.member_id else None
         if not req.member_id and req.instance_id is None:
             # KIP-394: a new dynamic member first gets its id, then joins with it, so a retried JoinGroup
@@ -235,12 +233,20 @@ class GroupCoordinator:
             reply(P.JoinGroupResponse(corr, None, group.generation, group.protocol, group.leader, member.member_id,
                                       everyone if member.member_id == group.leader else ()))
 
+    @staticmethod
+    def _check_member(group, member_id, generation):
+        """UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION for a request from outside the current generation."""
+        if member_id not in group.members:
+            return P.UNKNOWN_MEMBER_ID
+        if generation != group.generation:
+            return P.ILLEGAL_GENERATION
+        return None
+
     def _sync(self, group, replica, req, send):
-        member = group.members.get(req.member_id)
-        if member is None:
-            return send(P.SyncGroupResponse(req.corr, P.UNKNOWN_MEMBER_ID))
-        if req.generation != group.generation:
-            return send(P.SyncGroupResponse(req.corr, P.ILLEGAL_GENERATION))
+        error = self._check_member(group, req.member_id, req.generation)
+        if error is not None:
+            return send(P.SyncGroupResponse(req.corr, error))
+        member = group.members[req.member_id]
         if group.state == "PreparingRebalance":
             return send(P.SyncGroupResponse(req.corr, P.REBALANCE_IN_PROGRESS))
         if group.state == "Stable":
@@ -272,12 +278,10 @@ class GroupCoordinator:
         self._write(replica, [record], stored)
 
     def _heartbeat(self, group, req):
-        member = group.members.get(req.member_id)
-        if member is None:
-            return P.UNKNOWN_MEMBER_ID
-        if req.generation != group.generation:
-            return P.ILLEGAL_GENERATION
-        member.last_heartbeat = self.now
+        error = self._check_member(group, req.member_id, req.generation)
+        if error is not None:
+            return error
+        group.members[req.member_id].last_heartbeat = self.now
         return P.REBALANCE_IN_PROGRESS if group.state == "PreparingRebalance" else None
 
     def _remove(self, group, member_id):
@@ -290,14 +294,12 @@ class GroupCoordinator:
 
     def _commit(self, group, replica, req, send):
         if req.generation >= 0 or req.member_id:
-            member = group.members.get(req.member_id)
-            if member is None:
-                return send(P.OffsetCommitResponse(req.corr, P.UNKNOWN_MEMBER_ID))
-            if req.generation != group.generation:
-                return send(P.OffsetCommitResponse(req.corr, P.ILLEGAL_GENERATION))
-            if group.state == "CompletingRebalance":
-                return send(P.OffsetCommitResponse(req.corr, P.REBALANCE_IN_PROGRESS))
-            member.last_heartbeat = self.now
+            error = self._check_member(group, req.member_id, req.generation)
+            if error is None and group.state == "CompletingRebalance":
+                error = P.REBALANCE_IN_PROGRESS
+            if error is not None:
+                return send(P.OffsetCommitResponse(req.corr, error))
+            group.members[req.member_id].last_heartbeat = self.now
         elif group.members:
             return send(P.OffsetCommitResponse(req.corr, P.UNKNOWN_MEMBER_ID))   # the group is in use
         offsets = dict(req.offsets)
