@@ -4,7 +4,7 @@ Follows the Java client's ``Fetcher``: one fetch in flight per partition, sent w
 the leader answers at once if records are there below the high watermark, or after ``fetch.max.wait.ms``.
 A poll returns at most ``max.poll.records``. After a leader change the position is validated against the new
 leader's log (KIP-320): if that log diverged, the consumer moves back to where it agrees.
-Group membership and offset commits build on this (consumer groups).
+With a group.id, ``subscribe`` joins a consumer group (membership.py) and offsets are committed to it.
 """
 from __future__ import annotations
 
