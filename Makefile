@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-fast clean
+.PHONY: lab test test-fast bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test: $(STAMP)
 	$(PY) -m pytest tests/ -q
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=120 \
 		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/ -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) -m edsim.bench
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/ -q -m "not slow"

@@ -1,0 +1,114 @@
+"""The benchmark: ``python -m edsim.bench [--records N] [--json PATH]``.
+
+Everything runs in one process, one after the other, so the ratios compare like with like on this machine:
+1. bare SimPy: one process yielding ``env.timeout(1)`` (events per second), the floor of any SimPy model;
+2. a hand-rolled model as a learner would write it: one SimPy process per message (to the leader, both
+   followers copy it in parallel, the acknowledgement back), RF=3;
+3. edsim: 3 brokers, 6 partitions, RF=3, acks=all, idempotence, linger.ms=5, a group of 3 consumers, records at
+   100,000/s simulated, history and checker included;
+4. the checker alone on that history;
+5. a chapter-sized scenario re-run (the default scenario, as a panel re-runs it);
+6. a sweep of 200 short runs over a process pool.
+It prints a table and writes the same as JSON. No test asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import simpy
+
+LATENCY = 0.0005
+
+
+def bare_simpy(events: int) -> float:
+    env = simpy.Environment()
+
+    def ticker():
+        for _ in range(events):
+            yield env.timeout(1)
+
+    env.process(ticker())
+    start = time.perf_counter()
+    env.run()
+    return events / (time.perf_counter() - start)
+
+
+def hand_rolled(records: int, rate: float) -> float:
+    """One process per message: produce to the leader, replicate to two followers in parallel, ack."""
+    env = simpy.Environment()
+
+    def message():
+        yield env.timeout(LATENCY)                                        # producer -> leader
+        yield env.all_of([env.timeout(2 * LATENCY), env.timeout(2 * LATENCY)])  # followers fetch it
+        yield env.timeout(LATENCY)                                        # ack -> producer
+
+    def source():
+        for _ in range(records):
+            env.process(message())
+            yield env.timeout(1.0 / rate)
+
+    env.process(source())
+    start = time.perf_counter()
+    env.run()
+    return records / (time.perf_counter() - start)
+
+
+def edsim_run(records: int, rate: float):
+    from . import checker, simulate
+    start = time.perf_counter()
+    result = simulate(topic={"partitions": 6}, producer={"acks": "all", "enable.idempotence": True, "linger.ms": 5},
+                      workload={"messages": records, "rate": rate, "consumers": 3, "keys": 100}, seed=1)
+    elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    checker.check(result._history)
+    check_time = time.perf_counter() - start
+    return records / elapsed, elapsed, check_time, len(result._history), result
+
+
+def _short_run(seed):
+    from . import simulate
+    return simulate(workload={"messages": 500}, seed=seed).anomalies["lost-write"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--json", default="bench-results.json")
+    args = parser.parse_args(argv)
+    from . import simulate
+
+    rows = {}
+    bare = bare_simpy(1_000_000)
+    rows["bare SimPy events/s"] = bare
+    hand = hand_rolled(min(args.records, 200_000), 100_000)
+    rows["hand-rolled model records/s"] = hand
+    per_s, elapsed, check_time, history_rows, _ = edsim_run(args.records, 100_000)
+    rows["edsim records/s (history and checker included)"] = per_s
+    rows["edsim seconds for the run"] = elapsed
+    rows["checker seconds"] = check_time
+    rows["checker seconds per million history rows"] = check_time / history_rows * 1e6
+    start = time.perf_counter()
+    simulate(seed=1)
+    rows["chapter-sized scenario re-run, seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        list(pool.map(_short_run, range(200)))
+    rows["sweep of 200 short runs, seconds"] = time.perf_counter() - start
+    rows["edsim / bare SimPy"] = per_s / bare
+    rows["edsim / hand-rolled"] = per_s / hand
+    rows["peak memory, MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    width = max(map(len, rows))
+    print(f"edsim benchmark, {args.records:,} records")
+    for name, value in rows.items():
+        print(f"  {name:<{width}}  {value:>14,.3f}")
+    with open(args.json, "w") as out:
+        json.dump({"records": args.records, **rows}, out, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
