@@ -78,11 +78,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--json", default="bench-results.json")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check that the benchmark runs")
     args = parser.parse_args(argv)
     from . import simulate
 
     rows = {}
-    bare = bare_simpy(1_000_000)
+    bare = bare_simpy(50_000 if args.quick else 1_000_000)
     rows["bare SimPy events/s"] = bare
     hand = hand_rolled(min(args.records, 200_000), 100_000)
     rows["hand-rolled model records/s"] = hand
@@ -95,9 +96,10 @@ def main(argv=None):
     simulate(seed=1)
     rows["chapter-sized scenario re-run, seconds"] = time.perf_counter() - start
     start = time.perf_counter()
+    runs = 4 if args.quick else 200
     with ProcessPoolExecutor(max_workers=2) as pool:
-        list(pool.map(_short_run, range(200)))
-    rows["sweep of 200 short runs, seconds"] = time.perf_counter() - start
+        list(pool.map(_short_run, range(runs)))
+    rows[f"sweep of {runs} short runs, seconds"] = time.perf_counter() - start
     rows["edsim / bare SimPy"] = per_s / bare
     rows["edsim / hand-rolled"] = per_s / hand
     rows["peak memory, MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

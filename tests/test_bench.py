@@ -1,0 +1,14 @@
+"""The benchmark runs and reports every row (speed is read from its output, never asserted in a test)."""
+import json
+
+from edsim import bench
+
+
+def test_the_benchmark_runs_and_writes_its_table(tmp_path):
+    out = tmp_path / "bench.json"
+    rows = bench.main(["--quick", "--records", "3000", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["records"] == 3000
+    for name in ("bare SimPy events/s", "hand-rolled model records/s", "edsim / bare SimPy", "edsim / hand-rolled",
+                 "checker seconds per million history rows", "peak memory, MB"):
+        assert saved[name] == rows[name] and rows[name] > 0
