@@ -124,7 +124,7 @@ class Workload:
                 times = np.maximum(self.arrivals[sl], env.now - step)
                 producer.send_many(self.topic, self.values[sl], self.keys[sl], times)
                 self.handed = end
-        while producer.unresolved > 0 or not producer.up:
+        while producer.outstanding > 0 or not producer.up:
             yield env.timeout(0.05)
         self.produced.succeed()
 

@@ -140,14 +140,13 @@ class Producer(Client):
         self.queued: dict[tuple, list] = {}            # sealed batches waiting to be sent, in order
         self.sending: dict[int, SendBatch] = {}       # corr -> batch in flight
         self.in_flight: dict[int, int] = {}           # broker id -> requests in flight
-        self.tp_in_flight: dict[tuple, int] = {}
         self._sticky: dict[str, int] = {}
         self._tables: dict[tuple, np.ndarray] = {}
         self._order = 0
         self._unresolved: set = set()                  # partitions with an expired batch (KIP-360)
         self._acked_seq: dict[tuple, int] = {}        # highest sequence acknowledged per partition
         self._pump_scheduled = False
-        self.unresolved = 0                            # records sent but not yet acknowledged or failed
+        self.outstanding = 0                            # records handed to send() and not yet acknowledged or failed
         if self.idempotent:
             self._init_producer_id()
 
@@ -190,7 +189,7 @@ class Producer(Client):
         if not self.up:
             return
         n = len(values)
-        self.unresolved += n
+        self.outstanding += n
         partitions = self.kafka.topics[topic]["partitions"]
         keyed = keys >= 0
         if partitions == 1 and (keyed.all() or not keyed.any()):
@@ -207,7 +206,7 @@ class Producer(Client):
         elif not keyed.any():
             self._append_sticky(topic, partitions, values, keys, invoke_times, payloads, futures)
         else:
-            self.unresolved -= n
+            self.outstanding -= n
             for mask in (keyed, ~keyed):
                 idx = np.flatnonzero(mask)
                 self.send_many(topic, values[idx], keys[idx], invoke_times[idx],
@@ -431,7 +430,7 @@ class Producer(Client):
         keys = batch.keys if isinstance(batch.keys, np.ndarray) else np.concatenate(batch.keys or [[]])
         times = batch.invoke_times if isinstance(batch.invoke_times, np.ndarray) else \
             np.concatenate(batch.invoke_times or [[]])
-        self.unresolved -= len(values)
+        self.outstanding -= len(values)
         self.world.history.sends(self.now, self.name, type_, tp[0], tp[1], values, keys, times, offsets, error)
         for listener in self.outcome_listeners:
             listener(type_, values)
