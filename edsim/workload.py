@@ -88,6 +88,9 @@ class Workload:
         self.consumers = []
         config = dict(consumer_config or {})
         config.setdefault("group.id", spec["group"])
+        # The topic is new for the run, so the group starts from its beginning: with Kafka's default
+        # (latest) a group that forms after the first records (a fault can delay it) would skip them.
+        config.setdefault("auto.offset.reset", "earliest")
         if spec["commit"] != "auto":
             config.setdefault("enable.auto.commit", False)
         if spec["consumers"]:
@@ -184,16 +187,18 @@ class Workload:
                 continue
             if not len(records) or consumer.incarnation != incarnation:
                 continue
+            # commitSync() with no arguments, as applications usually call it: every assigned partition's
+            # position, including partitions that returned nothing (so a new owner never falls back on
+            # auto.offset.reset for them).
             if strategy == "before-process":
-                polled = {tp: int(offsets[-1]) + 1 for tp, offsets, _v, _k, _p in records.parts}
                 try:
-                    yield from consumer.commit_sync(polled)
+                    yield from consumer.commit_sync()
                 except CommitFailedException:
                     continue                           # the partitions moved on: their new owner will do them
             done = yield from self._process(consumer, records, incarnation)
             if strategy == "after-process" and done and consumer.incarnation == incarnation:
                 try:
-                    yield from consumer.commit_sync(done)
+                    yield from consumer.commit_sync()
                 except CommitFailedException:
                     pass                               # processed, not committed: the new owner does them again
 

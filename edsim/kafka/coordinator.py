@@ -320,5 +320,6 @@ class GroupCoordinator:
             expired = [m.member_id for m in group.members.values()
                        if m.join_reply is None and now - m.last_heartbeat > m.session_timeout]
             for member_id in expired:
-                self._remove(group, member_id)
+                if member_id in group.members:       # an earlier removal may have completed a rebalance
+                    self._remove(group, member_id)
             self._try_complete_join(group)
