@@ -39,6 +39,7 @@ class Membership:
         self.generation = -1
         self.state = "unjoined"           # unjoined | joining | stable
         self.rejoin_needed = False
+        self.partitions_lost = False      # removed from the group: give them up, uncommitted, at the next poll
         self._finding = False
         self.last_poll = self.consumer.now
         self._heartbeat_at = 0.0
@@ -112,6 +113,9 @@ class Membership:
         c = self.consumer
         self.state = "joining"
         self.rejoin_needed = False
+        if self.partitions_lost:                         # onPartitionsLost: no commit, they are someone else's
+            self.partitions_lost = False
+            c.revoke(list(c.assignment), lost=True)
         if not self.cooperative:
             c.revoke(list(c.assignment))                 # eager: give everything up before rejoining
         owned = tuple(c.assignment) if self.cooperative else ()
@@ -180,8 +184,9 @@ class Membership:
             self._lost_coordinator()
 
     def _kicked_out(self):
-        """The coordinator no longer knows us (session expired): our partitions are someone else's now."""
-        self.consumer.revoke(list(self.consumer.assignment), lost=True)
+        """The coordinator no longer knows us: our partitions are someone else's now. As in the Java client they
+        are given up (as lost, without a commit) at the next poll; a commit before that fails."""
+        self.partitions_lost = True
         self.member_id, self.generation = "", -1
         self.state = "unjoined"
 
