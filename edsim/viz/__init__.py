@@ -52,5 +52,5 @@ class PlotAccessor:
 def png(fig, dpi: int = 72) -> bytes:
     """The figure as PNG bytes (for an ipywidgets Image)."""
     out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=dpi)
+    fig.savefig(out, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})   # fast over small
     return out.getvalue()
