@@ -20,8 +20,7 @@ KIND_LABELS = {"aborted": "aborted transaction", "open": "open transaction", "CO
 LOST_COLOUR = "#e41a1c"
 _KIND_CODE = {k: len(EPOCH_COLOURS) + i for i, k in enumerate(KIND_COLOURS)}
 _LOST_CODE = len(EPOCH_COLOURS) + len(KIND_COLOURS)
-_CMAP = ListedColormap(EPOCH_COLOURS + list(KIND_COLOURS.values()) + [LOST_COLOUR])
-_CMAP.set_bad("white")
+_CMAP = ListedColormap(EPOCH_COLOURS + list(KIND_COLOURS.values()) + [LOST_COLOUR]).with_extremes(bad="white")
 
 
 def acknowledged(history, topic: str, partition: int, until: float | None = None):

@@ -210,8 +210,8 @@ class ExperimentPanel:
         scenario = self._checked()
         if scenario is not None:
             self._show_code(scenario)
-            if self.live_mode:
-                self._restart_live(scenario)
+        if self.live_mode:
+            self._restart_live(scenario)
 
     # ---- the fault builder --------------------------------------------------------------------------------
     def _add_fault_clicked(self, _button=None):
@@ -318,6 +318,7 @@ class ExperimentPanel:
         scenario = scenario or self._checked()
         if scenario is None:
             self.live = None
+            self.clock.value = "<b>not running</b>: change the setting the message names"
             return
         self.live = scenario.start()
         if self.live_start > 0:
