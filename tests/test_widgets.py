@@ -75,7 +75,7 @@ def test_each_control_sets_one_scenario_field():
     assert s.seed == 9
     code = html.unescape(panel.code.value)
     assert "'acks': '1'" in code and "seed=9" in code
-    panel.idempotence.value = None                      # "default": the key leaves the scenario again
+    panel.idempotence.value = "default"                 # the key leaves the scenario again
     assert "enable.idempotence" not in panel.scenario.producer
 
 

@@ -24,7 +24,7 @@ from ..viz import log_figure, metrics_figure, png, timeline_figure
 REFUSED = (ConfigError, FaultError)
 DEFAULT_FIELDS = {  # (section, key): the value the control shows when the scenario leaves the key out
     ("producer", "acks"): "all",
-    ("producer", "enable.idempotence"): None,
+    ("producer", "enable.idempotence"): "default",    # not set: Kafka decides from acks and friends
     ("topic", "replication.factor"): 3,
     ("topic", "min.insync.replicas"): 1,
     ("topic", "unclean.leader.election.enable"): False,
@@ -62,7 +62,7 @@ class ExperimentPanel:
         acks = str(initial("producer", "acks"))
         self.acks = W.Dropdown(options=["0", "1", "all"], value="all" if acks == "-1" else acks,
                                description="acks", style=style, layout=layout)
-        self.idempotence = W.Dropdown(options=[("default", None), ("true", True), ("false", False)],
+        self.idempotence = W.Dropdown(options=[("default", "default"), ("true", True), ("false", False)],
                                       value=initial("producer", "enable.idempotence"),
                                       description="enable.idempotence", style=style, layout=layout)
         self.replication_factor = W.BoundedIntText(value=initial("topic", "replication.factor"), min=1, max=9,
@@ -175,7 +175,7 @@ class ExperimentPanel:
         for control, (section, key) in self.bindings.items():
             current = getattr(self.base, section)
             if key in current or control.value != self._initial[control]:
-                if control.value is None:
+                if control.value == "default":
                     changes[section] = {k: v for k, v in changes.get(section, dict(current)).items() if k != key}
                 else:
                     changes.setdefault(section, dict(current))[key] = control.value
