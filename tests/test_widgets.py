@@ -234,3 +234,10 @@ def test_live_run_errors_name_the_value():
     live.finish()
     with pytest.raises(edsim.ConfigError, match="has finished"):
         live.advance(1)
+
+
+def test_run_in_live_mode_plays_the_scheduled_faults_and_shows_the_end():
+    panel = ExperimentPanel(edsim.Scenario(faults=CUT, seed=1, workload={"messages": 1000}), live=True)
+    panel.run_button.click()
+    assert panel.result.scenario.faults == CUT
+    assert bytes(panel.end_image.value).startswith(b"\x89PNG") and "records sent" in panel.summary.value

@@ -263,7 +263,7 @@ class ExperimentPanel:
         self.progress.value = 0
         result = scenario.run(progress=self._progress)
         self.progress.layout.visibility = "hidden"
-        self._show_result(result)
+        self._show_result(result, image=self.end_image if self.live_mode else None)
         self.last_run_seconds = time.perf_counter() - start
         self.status.value = f"done: {result.duration:.1f} simulated s in {self.last_run_seconds:.2f} s"
         return result
