@@ -70,11 +70,12 @@ def snapshot(kafka, topic: str, partition: int = 0) -> PartitionSnapshot:
         for b, kind in zip(batches, kinds):
             if kind in ("COMMIT", "ABORT"):
                 values[b.base - log.start:b.end - log.start] = -1
-        lso = getattr(replica, "last_stable_offset", None)
+        lso = getattr(replica, "last_stable_offset", None)     # arrives with transactions (attribute or method)
+        lso = lso() if callable(lso) else lso
         rows.append(ReplicaSnapshot(
             broker=bid, up=broker.up, paused=broker.paused, role=(replica.role or "none") if broker.up else "down",
             in_isr=bid in state.isr, log_start=log.start, log_end=log.end, high_watermark=replica.hw,
-            last_stable_offset=None if lso is None or callable(lso) else int(lso),
+            last_stable_offset=None if lso is None else int(lso),
             batches=[(b.base, b.end, b.epoch, k) for b, k in zip(batches, kinds)], values=values))
     return PartitionSnapshot(kafka.world.now, topic, partition, state.leader, state.leader_epoch, tuple(state.isr),
                              rows)

@@ -144,3 +144,22 @@ def _no_pyplot_figures():
     before = plt.get_fignums()
     yield
     assert plt.get_fignums() == before, "library code must not open pyplot figures"
+
+
+def test_transactions_and_the_last_stable_offset_are_drawn_when_present():
+    """Before the transactions capability no batch has these kinds and no replica an LSO: the picture is ready
+    for them all the same."""
+    from edsim.truth import PartitionSnapshot, ReplicaSnapshot
+    batches = [(0, 4, 0, "committed"), (4, 5, 0, "COMMIT"), (5, 8, 0, "aborted"), (8, 9, 0, "ABORT"),
+               (9, 12, 1, "open")]
+    values = np.array([0, 1, 2, 3, -1, 4, 5, 6, -1, 7, 8, 9])
+    replicas = [ReplicaSnapshot(broker=b, up=True, paused=False, role="leader" if b == 1 else "follower",
+                                in_isr=True, log_start=0, log_end=12, high_watermark=12, last_stable_offset=9,
+                                batches=batches, values=values) for b in (1, 2, 3)]
+    fig = log_figure(PartitionSnapshot(1.0, "events", 0, 1, 1, (1, 2, 3), replicas))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for label in ("epoch 0", "aborted transaction", "open transaction", "commit marker", "abort marker",
+                  "last stable offset"):
+        assert label in legend
+    grid = np.ma.filled(image_rows(fig).astype(float), np.nan)
+    assert len({grid[0, 4], grid[0, 6], grid[0, 8], grid[0, 10], grid[0, 0]}) == 5    # five colours

@@ -33,8 +33,6 @@ def timeline_figure(result, figsize=None) -> Figure:
     """Brokers up and down, leader and ISR size per partition, faults shaded, records acknowledged / read /
     lost over time, anomaly cases marked."""
     truth = result.truth
-    replicas = truth.replicas()
-    brokers = sorted(set(replicas["broker"])) if len(replicas) else list(range(1, result.scenario.brokers + 1))
     brokers = list(range(1, result.scenario.brokers + 1))
     spans = fault_spans(result)
     end = result.duration

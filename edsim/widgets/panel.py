@@ -52,6 +52,7 @@ class ExperimentPanel:
         self.live = None
         self.outcome = None
         self.last_run_seconds = None
+        self._drawn: set[int] = set()          # the picture tabs drawn for the result shown
         b = self.base
         style = {"description_width": "initial"}
         layout = W.Layout(width="250px")
@@ -303,7 +304,7 @@ class ExperimentPanel:
         if self.result is None:
             return
         i = self.pictures.selected_index or 0
-        if i in getattr(self, "_drawn", set()):
+        if i in self._drawn:
             return
         self._drawn.add(i)
         if i == 0:
