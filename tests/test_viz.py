@@ -26,6 +26,11 @@ def clean():
     return edsim.simulate(workload={"messages": 300}, seed=1)
 
 
+def row_labels(fig):
+    """The label of each row of the log picture, top to bottom."""
+    return [t.get_text() for t in fig.axes[0].texts]
+
+
 def image_rows(fig):
     """The grid the log picture draws: one row per replica, then the lost row."""
     return fig.axes[0].images[0].get_array()
@@ -44,7 +49,7 @@ def test_log_picture_has_a_row_per_replica_and_one_for_lost_records():
     fig = result.plot.log(partition=0)
     grid = image_rows(fig)
     assert grid.shape[0] == 3 + 1                        # replication factor 3, then the lost row
-    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    labels = row_labels(fig)
     assert labels[0].startswith("broker 1") and "leader" in labels[0]
     assert "in no log: 0" in labels[-1]
     assert grid.shape[1] == 300                          # one cell per offset
@@ -65,7 +70,7 @@ def test_lost_writes_are_the_acknowledged_records_no_replica_holds():
     fig = log_figure(state, result.history)
     grid = np.ma.filled(image_rows(fig).astype(float), np.nan)
     assert np.count_nonzero(~np.isnan(grid[-1])) == 507
-    assert "in no log: 507" in fig.axes[0].get_yticklabels()[-1].get_text()
+    assert "in no log: 507" in row_labels(fig)[-1]
 
 
 def test_epochs_colour_the_cells():
@@ -81,7 +86,7 @@ def test_the_log_at_an_earlier_time_is_replayed_from_the_seed():
     """At t = 2 s the crashed leader still holds the records its followers never got: nothing is lost yet."""
     fig = lossy().plot.log(at=2.0)
     assert "t = 2.000" in fig.axes[0].get_title()
-    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    labels = row_labels(fig)
     assert "down" in labels[0] and "LEO 819" in labels[0]
     assert "in no log: 0" in labels[-1]
 

@@ -96,12 +96,16 @@ def log_figure(state, history=None, window=None, title=None, figsize=None) -> Fi
         hw = r.high_watermark if r.up else "–"
         labels.append(f"broker {r.broker} ({status}, {isr})\nHW {hw} · LEO {r.log_end}")
     labels.append(f"acknowledged,\nin no log: {len(lost_offsets)}")
-    ax.set_yticks(range(rows), labels, fontsize=8)
+    # Row labels as plain texts and a title at a fixed height: matplotlib's tick and title machinery would
+    # cost a panel re-run a third of its drawing time.
+    ax.set_yticks([])
+    for i, label in enumerate(labels):
+        ax.text(-0.01, i, label, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=8)
     ax.set_xlim(lo, lo + width)
     ax.set_xlabel("offset")
     ax.set_title(title or f"{state.topic}-{state.partition} at t = {state.time:.3f} s: leader "
                  f"{state.leader if state.leader >= 0 else 'none'}, epoch {state.leader_epoch}, "
-                 f"ISR {list(state.isr)}", fontsize=10)
+                 f"ISR {list(state.isr)}", fontsize=10, y=1.01)
     handles = [Patch(color=EPOCH_COLOURS[e % len(EPOCH_COLOURS)], label=f"epoch {e}") for e in sorted(epochs)]
     handles += [Patch(color=KIND_COLOURS[k], label=KIND_LABELS[k]) for k in KIND_COLOURS if k in kinds]
     handles += [Patch(color=LOST_COLOUR, label="acknowledged, lost"),
