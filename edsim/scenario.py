@@ -19,7 +19,7 @@ from .faults.nemesis import check_target
 from .lab import Cluster
 from .metrics import Sampler, cluster_frame
 from .truth import Truth
-from .workload import Workload, workload_config
+from .workload import OUTPUT, Workload, pipeline_producer_settings, producer_settings, workload_config
 
 SECTIONS = ("topic", "producer", "consumer", "broker", "workload")
 
@@ -79,8 +79,16 @@ class Scenario:
                               "INVALID_REPLICATION_FACTOR")
         Config("broker", BROKER, self.broker)
         Config("consumer", CONSUMER, self.consumer)
-        producer_config(self.producer)
         workload = workload_config(self.workload)
+        producer_config(producer_settings(workload, self.producer))
+        if workload["pipeline"]:
+            producer_config(pipeline_producer_settings(workload, self.producer, 0))
+        if workload["transaction_size"] or workload["pipeline"] == "exactly_once_v2":
+            rf = Config("broker", BROKER, self.broker)["transaction.state.log.replication.factor"]
+            if rf > self.brokers:
+                raise ConfigError(f"transaction.state.log.replication.factor={rf} is not allowed with "
+                                  f"{self.brokers} broker(s): Kafka cannot create __transaction_state. Set "
+                                  f"broker={{'transaction.state.log.replication.factor': {self.brokers}}}")
         clients = ["producer"] + [f"consumer-{i + 1}" for i in range(workload["consumers"])]
         groups = [workload["group"]] if workload["consumers"] else []
         for fault in self.faults:
@@ -130,6 +138,8 @@ class Scenario:
         name = self.topic_name()
         lab.create_topic(name, self.topic_config())
         spec = workload_config(self.workload)
+        if spec["pipeline"]:
+            lab.create_topic(f"{name}-out", self.topic_config())
         workload = Workload(lab, name, spec, self.producer, self.consumer)
         nemesis = lab.nemesis(name)
         if workload.consumers:
@@ -162,8 +172,8 @@ class Scenario:
         env.run(until=env.process(workload.drained()))         #    ... until the group has caught up
         enter("heal")
         nemesis.heal_all()                                     # 2. heal what can heal
-        isolation = workload.consumers[0].config["isolation.level"] if workload.consumers else \
-            Config("consumer", CONSUMER, self.consumer)["isolation.level"]
+        # the final reader reads as the scenario's consumers are configured (downstream of a pipeline too)
+        isolation = Config("consumer", CONSUMER, self.consumer)["isolation.level"]
         enter("catch-up")
         env.run(until=workload.catch_up(isolation))            # 3. read everything that is there
         sampler.running = False
