@@ -152,6 +152,15 @@ class Analysis:
         self.ntp = (int(self._topic.max()) + 1) * self._pw if self.n else 0
         # polls of an aborted write (read_uncommitted) are G1a cases, not places in the version order
         self.aborted_read = self._reads_of(np.flatnonzero(self.aborted_write))
+        # ... and so are polls of a value only ever sent in aborted transactions, wherever it was read (a
+        # write that landed after its transaction's marker, Jepsen's by-value rule)
+        txn_failed = (f == self._code("f", "txn")) & (type_ == self._code("type", "fail"))
+        if txn_failed.any():
+            sends = f == self._code("f", "send")
+            in_aborted = sends & np.isin(self.txn, self.txn[txn_failed]) & (self.txn >= 0)
+            only_aborted = np.setdiff1d(self.value[in_aborted], self.value[sends & ~in_aborted])
+            self.aborted_read |= self.polled & np.isin(self.value, only_aborted)
+            self.aborted_write |= in_aborted & np.isin(self.value, only_aborted)
         self.polled &= ~self.aborted_read
 
     def _reads_of(self, writes: np.ndarray) -> np.ndarray:

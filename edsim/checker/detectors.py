@@ -243,8 +243,10 @@ def _g1a(a: Analysis) -> pd.DataFrame:
     rows = np.flatnonzero(a.aborted_read)
     writes = np.flatnonzero(a.aborted_write)
     key = (a.tp_of(writes) << 40) | a.offset[writes]
-    by_place = dict(zip(key.tolist(), writes.tolist()))
-    writer = np.array([by_place[k] for k in ((a.tp_of(rows) << 40) | a.offset[rows]).tolist()], np.int64)
+    by_place = {k: w for k, w, o in zip(key.tolist(), writes.tolist(), a.offset[writes].tolist()) if o >= 0}
+    by_value = dict(zip(a.value[writes].tolist(), writes.tolist()))
+    writer = np.array([by_place.get(k, by_value.get(v)) for k, v in
+                       zip(((a.tp_of(rows) << 40) | a.offset[rows]).tolist(), a.value[rows].tolist())], np.int64)
     evidence = [f"{a.proc_name(a.process[r])} read value {int(a.value[r])} at offset {int(a.offset[r])} of "
                 f"{a.row_tp_name(r)} (t={_t(a.time[r])}), written by {a.proc_name(a.process[w])} in a transaction "
                 f"that aborted (t={_t(a.time[w])})" for r, w in zip(rows, writer)]

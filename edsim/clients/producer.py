@@ -278,13 +278,25 @@ class Producer(Client):
             self._tables[(topic, partitions)] = table
         return table
 
-    def send(self, topic: str, value: int, key=None, payload=None):
-        """Send one record; returns a SimPy event that succeeds with RecordMetadata or fails with KafkaError."""
+    def send(self, topic: str, value: int, key=None, payload=None, partition=None):
+        """Send one record (to ``partition`` if given, as a Java ProducerRecord may name it); returns a SimPy
+        event that succeeds with RecordMetadata or fails with KafkaError."""
         event = self.world.env.event()
         event.defused = True            # a failure nobody waits for must not stop the simulation
         keys = np.array([-1 if key is None else int(key)], np.int64)
-        self.send_many(topic, np.array([value], np.int64), keys, np.array([self.now]),
-                       None if payload is None else [payload], [event])
+        values, times = np.array([value], np.int64), np.array([self.now])
+        payloads = None if payload is None else [payload]
+        if partition is None:
+            self.send_many(topic, values, keys, times, payloads, [event])
+            return event
+        partitions = self.kafka.topics[topic]["partitions"] if topic in self.kafka.topics else 0
+        if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < partitions:
+            raise ConfigError(f"partition={partition!r} is not allowed: {topic!r} has partitions 0..{partitions - 1}")
+        if self.up:
+            if self.txn is not None:
+                self.txn.check_send()
+            self.outstanding += 1
+            self._append((topic, partition), values, keys, times, payloads, [event])
         return event
 
     def _append_sticky(self, topic, partitions, values, keys, times, payloads, futures):

@@ -26,18 +26,19 @@ from .log import Batch
 
 TXN_TOPIC = "__transaction_state"
 MARKER_RETRY = 0.1          # retry.backoff.ms of the coordinator's marker channel
-MARKER_RESEND = 1.0         # a marker request unanswered this long is sent again (to the current leader)
+MARKER_RESEND = 30.0        # a marker request unanswered this long (request.timeout.ms) is sent again
 
 
 class TxnMetadata:
-    __slots__ = ("tid", "pid", "epoch", "timeout", "state", "partitions", "started", "markers")
+    __slots__ = ("tid", "pid", "epoch", "timeout", "state", "partitions", "started", "markers", "pending")
 
     def __init__(self, tid, pid, epoch, timeout):
         self.tid, self.pid, self.epoch, self.timeout = tid, pid, epoch, timeout
         self.state = "Empty"
         self.partitions: set = set()
         self.started = 0.0
-        self.markers: dict = {}          # tp -> [corr, sent at, retry at] while markers are being written
+        self.markers: dict = {}          # tp -> [corr, leader, retry at] while markers are being written
+        self.pending = False             # a state change is being written: other requests wait
 
     def record(self):
         return ("txn", self.tid, self.pid, self.epoch, self.timeout, self.state, tuple(sorted(self.partitions)),
@@ -95,8 +96,13 @@ class TransactionCoordinator:
         if replica is None:
             return done(P.NOT_COORDINATOR)
         batch = Batch(-1, -1, np.full(1, -1, np.int64), np.full(1, -1, np.int64), [txn.record()])
-        replica.handle_produce(P.ProduceRequest(0, replica.tp, batch, "all", 5.0),
-                               lambda error, base=-1: done(error))
+        txn.pending = True
+
+        def written(error, base=-1):
+            txn.pending = False
+            done(error)
+
+        replica.handle_produce(P.ProduceRequest(0, replica.tp, batch, "all", 5.0), written)
 
     # ---- requests from producers ------------------------------------------------------------------------
     def handle(self, message, send):
@@ -111,6 +117,8 @@ class TransactionCoordinator:
         txn = self.txns.get(tid)
         if txn is None or txn.pid != message.producer_id:
             return send(P.TxnResponse(message.corr, P.INVALID_PRODUCER_ID_MAPPING))
+        if txn.pending:
+            return send(P.TxnResponse(message.corr, P.CONCURRENT_TRANSACTIONS))
         if kind is P.EndTxnRequest:
             return self._end(txn, message, send)
         if message.producer_epoch < txn.epoch:
@@ -147,7 +155,7 @@ class TransactionCoordinator:
             fresh = True
         else:
             fresh = False
-            if txn.state in ("PrepareCommit", "PrepareAbort"):
+            if txn.pending or txn.state in ("PrepareCommit", "PrepareAbort"):
                 return send(P.InitProducerIdResponse(req.corr, -1, -1, P.CONCURRENT_TRANSACTIONS))
             if txn.state == "Ongoing":
                 # A new instance with the same id: fence the old one and abort what it left open; the new
@@ -203,7 +211,7 @@ class TransactionCoordinator:
 
     # ---- phase two: markers -----------------------------------------------------------------------------
     def _send_markers(self, txn):
-        txn.markers = {tp: [None, 0.0, self.now] for tp in txn.partitions}
+        txn.markers = {tp: [None, -1, self.now] for tp in txn.partitions}
         if not txn.markers:
             return self._complete(txn)
         for tp in list(txn.markers):
@@ -216,7 +224,7 @@ class TransactionCoordinator:
             entry[2] = self.now + MARKER_RETRY             # no leader now: try again later
             return
         self._corr += 1
-        entry[0], entry[1], entry[2] = self._corr, self.now, self.now + MARKER_RESEND
+        entry[0], entry[1], entry[2] = self._corr, state.leader, self.now + MARKER_RESEND
         self._markers[self._corr] = (txn, tp)
         self.broker.send_to_broker(state.leader, P.WriteTxnMarkersRequest(
             self._corr, tp, txn.pid, txn.epoch, txn.state == "PrepareCommit", reply_to=self.broker.name))
@@ -249,7 +257,9 @@ class TransactionCoordinator:
         now = self.now
         for txn in list(self.txns.values()):
             for tp, entry in list(txn.markers.items()):
-                if now >= entry[2]:
+                # again when due, or at once when the partition has a new leader (the old one may be gone)
+                state = self.broker.metadata.get(tp) if entry[0] is not None else None
+                if now >= entry[2] or (state is not None and state.leader != entry[1]):
                     self._send_marker(txn, tp)
         if now >= self._next_cleanup:
             # transaction.abort.timed.out.transaction.cleanup.interval.ms: abort (and fence) stale transactions
