@@ -364,7 +364,7 @@ class Workload:
                 if exactly_once:
                     if producer.txn.state in ("uninitialized", "fatal_error"):
                         yield from producer.init_transactions()
-                        consumer.reset_to_committed()
+                        consumer.reset_to_committed("a new producer session")
                     producer.begin_transaction()
                     consumer.txn_op = producer.txn.op
                     # as a rebalance listener would abort the open transaction when partitions are revoked,

@@ -176,12 +176,12 @@ class Consumer(Client):
         m = self.membership
         return GroupMetadata(m.group, m.generation if m.active else -1, m.member_id if m.active else "")
 
-    def reset_to_committed(self):
+    def reset_to_committed(self, why="the transaction aborted"):
         """Forget the positions of every assigned partition and start again from the group's committed offsets
         (what an application does after aborting a transaction: its offsets did not advance)."""
         tps = list(self.assignment)
         self.world.history.event(self.now, self.name, "assign", type_="ok",
-                                 detail="back to the committed offsets (the transaction aborted)")
+                                 detail=f"back to the committed offsets ({why})")
         self.positions = {tp: None for tp in tps}
         self.buffers = {tp: deque() for tp in tps}
         self.fetching = {}
@@ -361,20 +361,34 @@ class Consumer(Client):
                 self.errors.append(OffsetOutOfRange(f"no committed offset for {tp[0]}-{tp[1]} and "
                                                     "auto.offset.reset=none"))
                 return self._wake()
+            token = []
             self.fetching[tp] = self.request(leader, P.ListOffsetsRequest(0, tp, which, isolation=self.isolation),
-                                             lambda r, tp=tp: self._on_list_offsets(tp, r))
+                                             lambda r, tp=tp, t=token: self._on_list_offsets(tp, r, t[0]))
+            token.append(self.fetching[tp])
             return
         last = self.last_epoch.get(tp, -1) if tp in self.validate else -1
         self.fetch_epoch[tp] = epoch
+        token = []
         self.fetching[tp] = self.request(
             leader, P.FetchRequest(0, tp, position, -1, epoch, last, self.max_wait, self.isolation),
-            lambda r, tp=tp, pos=position: self._on_fetch(tp, pos, r), timeout=self.request_timeout + self.max_wait)
+            lambda r, tp=tp, pos=position, t=token: self._on_fetch(tp, pos, r, t[0]),
+            timeout=self.request_timeout + self.max_wait)
+        token.append(self.fetching[tp])
 
     def _block(self, tp):
         self._blocked[tp] = self.now + self.retry_backoff
 
-    def _on_list_offsets(self, tp, response):
-        self.fetching.pop(tp, None)
+    def _stale(self, tp, corr) -> bool:
+        """An answer to a request this consumer has since given up on (the partition was revoked and assigned
+        again, or the position reset): its records must not be buffered a second time."""
+        if self.fetching.get(tp) != corr:
+            return True
+        del self.fetching[tp]
+        return False
+
+    def _on_list_offsets(self, tp, response, corr):
+        if self._stale(tp, corr):
+            return
         if isinstance(response, str) or response.error is not None:
             self._block(tp)
             return self.refresh_metadata()
@@ -382,8 +396,9 @@ class Consumer(Client):
             self.positions[tp] = response.offset
         self._fetch_all()
 
-    def _on_fetch(self, tp, position, response):
-        self.fetching.pop(tp, None)
+    def _on_fetch(self, tp, position, response, corr):
+        if self._stale(tp, corr):
+            return
         if tp not in self.positions or self.positions[tp] != position:
             return self._fetch_all()          # reassigned or moved while the fetch was out
         error = response if isinstance(response, str) else response.error
