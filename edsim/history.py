@@ -135,33 +135,35 @@ class History:
     # ---- export -------------------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
         """The history as numpy columns (codes for strings); the checker works on these."""
-        n = self._rows
-        out = {
-            "time": np.empty(n), "process": np.empty(n, np.int32), "type": np.empty(n, np.int8),
-            "f": np.empty(n, np.int8), "topic": np.empty(n, np.int32), "key": np.empty(n, np.int64),
-            "value": np.empty(n, np.int64), "partition": np.empty(n, np.int32),
-            "offset": np.empty(n, np.int64), "error": np.empty(n, np.int32),
-            "invoke_time": np.empty(n), "op": np.empty(n, np.int64), "txn": np.empty(n, np.int64),
+        chunks = self._chunks
+        if not chunks:
+            empty = {"time": float, "process": np.int32, "type": np.int8, "f": np.int8, "topic": np.int32,
+                     "key": np.int64, "value": np.int64, "partition": np.int32, "offset": np.int64,
+                     "error": np.int32, "invoke_time": float, "op": np.int64, "txn": np.int64}
+            return {name: np.empty(0, dtype) for name, dtype in empty.items()}
+        # one Python pass to split the chunks into fields; numpy repeats the per-chunk scalars
+        (m, time, proc, type_, f, topic, keys, values, partition, offsets, error, invoke, op, txn) = zip(*chunks)
+        counts = np.fromiter(m, np.int64, len(chunks))
+
+        def per_chunk(field, dtype):
+            return np.repeat(np.asarray(field, dtype), counts)
+
+        def per_record(field, dtype):
+            return np.concatenate([np.asarray(x, dtype) if np.ndim(x) else np.full(n, x, dtype)
+                                   for x, n in zip(field, m)])
+
+        def mixed(field, dtype):
+            if any(np.ndim(x) for x in field):
+                return per_record(field, dtype)
+            return per_chunk(field, dtype)
+
+        return {
+            "time": per_chunk(time, float), "process": per_chunk(proc, np.int32), "type": per_chunk(type_, np.int8),
+            "f": per_chunk(f, np.int8), "topic": per_chunk(topic, np.int32), "key": mixed(keys, np.int64),
+            "value": mixed(values, np.int64), "partition": mixed(partition, np.int32),
+            "offset": mixed(offsets, np.int64), "error": per_chunk(error, np.int32),
+            "invoke_time": mixed(invoke, float), "op": per_chunk(op, np.int64), "txn": per_chunk(txn, np.int64),
         }
-        i = 0
-        for (m, time, proc, type_, f, topic, keys, values, partition, offsets, error, invoke, op, txn) \
-                in self._chunks:
-            j = i + m
-            out["time"][i:j] = time
-            out["process"][i:j] = proc
-            out["type"][i:j] = type_
-            out["f"][i:j] = f
-            out["topic"][i:j] = topic
-            out["key"][i:j] = keys
-            out["value"][i:j] = values
-            out["partition"][i:j] = partition
-            out["offset"][i:j] = offsets
-            out["error"][i:j] = error
-            out["invoke_time"][i:j] = invoke
-            out["op"][i:j] = op
-            out["txn"][i:j] = txn
-            i = j
-        return out
 
     def names(self) -> dict[str, list[str]]:
         """Decoding tables for the coded columns."""
