@@ -86,6 +86,15 @@ def one_of(*allowed):
     return parse
 
 
+def whole_one_of(*allowed):
+    """A feature level: one of a few whole numbers."""
+    def parse(key, value):
+        if isinstance(value, bool) or value not in allowed:
+            raise _bad(key, value, "one of " + ", ".join(str(a) for a in allowed))
+        return int(value)
+    return parse
+
+
 def acks(key, value):
     """acks accepts 0, 1, all and -1 (a synonym of all), as strings or numbers; edsim keeps "0", "1" or "all"."""
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
@@ -176,6 +185,16 @@ BROKER = _table(
     Setting("offsets.commit.timeout.ms", 5000, positive_number),
     Setting("offsets.topic.num.partitions", 50, positive_int),
     Setting("offsets.topic.replication.factor", 3, positive_int),
+    Setting("transaction.state.log.num.partitions", 50, positive_int),
+    Setting("transaction.state.log.replication.factor", 3, positive_int),
+    Setting("transaction.state.log.min.isr", 2, positive_int),
+    Setting("transaction.max.timeout.ms", 900000, positive_number,
+            "the longest transaction.timeout.ms a producer may ask for"),
+    Setting("transaction.abort.timed.out.transaction.cleanup.interval.ms", 10000, positive_number,
+            "how often the coordinator looks for transactions older than their timeout, to abort them"),
+    Setting("transaction.version", 2, whole_one_of(1, 2),
+            "the cluster's transaction.version feature (kafka-features): 2 = KIP-890, the producer epoch is "
+            "bumped at the end of every transaction; 1 = the epoch stays, as before Kafka 4.0"),
     Setting("edsim.legacy.truncation", "leader-epoch", one_of("leader-epoch", "high-watermark"),
             "how a follower finds where its log diverges: KIP-101/279 leader epochs, or the pre-0.11 high watermark"),
     Setting("edsim.network.latency.ms", 0.5, non_negative_number, "one-way network latency"),

@@ -19,6 +19,16 @@ Consumer groups add two kinds of rows (the checker's ``duplicate-processing`` an
     unknown, e.g. a timeout); ``time`` is when the outcome was known. The partitions of one commit request are
     one op (:meth:`History.commits`; :meth:`History.event` writes a single one).
 
+Transactions add a ``txn`` column and a kind of row:
+
+``txn``
+    One row when a transaction ends: ``type`` ok (committed), fail (aborted) or info (the producer crashed
+    before it knew); ``value`` the number of records it sent, ``invoke_time`` when it began, ``detail`` a
+    sentence. Its ``op`` is the transaction's id; the ``txn`` column of its sends, and of the polls the
+    application made while it was open, holds the same id (-1 outside any transaction). The sends themselves
+    are recorded when the transaction ends: ok with offsets if it committed, fail with the offsets they took
+    (error TRANSACTION_ABORTED) if it aborted, info without offsets if unknown.
+
 The recorder is columnar: clients hand it whole batches (numpy arrays), and the history becomes a pandas
 DataFrame once, at the end. It knows nothing of the model: clients call it through ``World.history``.
 """
@@ -30,7 +40,7 @@ TYPES = ("invoke", "ok", "fail", "info")
 # New functions go at the end: the codes of the existing ones must not change.
 FUNCTIONS = ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault", "process")
 COLUMNS = ("index", "time", "process", "type", "f", "topic", "key", "value", "partition", "offset",
-           "error", "invoke_time", "op", "detail")
+           "error", "invoke_time", "op", "txn", "detail")
 
 _TYPE = {t: i for i, t in enumerate(TYPES)}
 _F = {f: i for i, f in enumerate(FUNCTIONS)}
@@ -74,25 +84,28 @@ class History:
         return self._ops
 
     def _append(self, n, time, process, type_, f, topic, keys, values, partition, offsets, error,
-                invoke_times, op):
+                invoke_times, op, txn=-1):
         self._chunks.append((
             n, float(time), self._process.code(process), _TYPE[type_], _F[f], self._topic.code(topic),
-            keys, values, partition, offsets, self._error.code(error or ""), invoke_times, op))
+            keys, values, partition, offsets, self._error.code(error or ""), invoke_times, op, txn))
         self._rows += n
 
-    def sends(self, time, process, type_, topic, partition, values, keys, invoke_times, offsets=-1, error=""):
-        """Completion of the sends of ``values`` (arrays); ``offsets`` is an array, or -1 when unknown."""
+    def sends(self, time, process, type_, topic, partition, values, keys, invoke_times, offsets=-1, error="",
+              txn=-1):
+        """Completion of the sends of ``values`` (arrays); ``offsets`` is an array, or -1 when unknown.
+        ``txn``: the transaction they were sent in (its op id), or -1."""
         n = len(values)
         if n:
             self._append(n, time, process, type_, "send", topic, keys, values, partition, offsets, error,
-                         invoke_times, self.new_op())
+                         invoke_times, self.new_op(), txn)
 
-    def polls(self, time, process, topic, partition, values, keys, offsets, op):
-        """Records one poll returned from one partition; ``op`` groups the partitions of one poll."""
+    def polls(self, time, process, topic, partition, values, keys, offsets, op, txn=-1):
+        """Records one poll returned from one partition; ``op`` groups the partitions of one poll; ``txn`` is
+        the transaction the poll was made in (the application's consume-transform-produce loop), or -1."""
         n = len(values)
         if n:
             self._append(n, time, process, "ok", "poll", topic, keys, values, partition, offsets, "",
-                         np.nan, op)
+                         np.nan, op, txn)
 
     def processed(self, time, process, topic, partition, values, keys, offsets):
         """The application of ``process`` applied the side effects of these records (arrays) of one
@@ -111,41 +124,46 @@ class History:
                          np.asarray(offsets), error, np.nan, self.new_op())
 
     def event(self, time, process, f, type_="info", topic="", partition=-1, detail="", error="", value=-1,
-              offset=-1):
-        """A single row that is not a record: a fault, a crash, an assignment, a commit."""
+              offset=-1, op=None, txn=-1, invoke_time=np.nan):
+        """A single row that is not a record: a fault, a crash, an assignment, a commit, a transaction's end
+        (``txn``: ``value`` is the number of records it sent, ``invoke_time`` when it began)."""
         if detail:
             self._detail[self._rows] = detail
-        self._append(1, time, process, type_, f, topic, -1, value, partition, offset, error, np.nan,
-                     self.new_op())
+        self._append(1, time, process, type_, f, topic, -1, value, partition, offset, error, invoke_time,
+                     self.new_op() if op is None else op, txn)
 
     # ---- export -------------------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
         """The history as numpy columns (codes for strings); the checker works on these."""
-        n = self._rows
-        out = {
-            "time": np.empty(n), "process": np.empty(n, np.int32), "type": np.empty(n, np.int8),
-            "f": np.empty(n, np.int8), "topic": np.empty(n, np.int32), "key": np.empty(n, np.int64),
-            "value": np.empty(n, np.int64), "partition": np.empty(n, np.int32),
-            "offset": np.empty(n, np.int64), "error": np.empty(n, np.int32),
-            "invoke_time": np.empty(n), "op": np.empty(n, np.int64),
+        chunks = self._chunks
+        if not chunks:
+            empty = {"time": float, "process": np.int32, "type": np.int8, "f": np.int8, "topic": np.int32,
+                     "key": np.int64, "value": np.int64, "partition": np.int32, "offset": np.int64,
+                     "error": np.int32, "invoke_time": float, "op": np.int64, "txn": np.int64}
+            return {name: np.empty(0, dtype) for name, dtype in empty.items()}
+        # one Python pass to split the chunks into fields; numpy repeats the per-chunk scalars
+        (m, time, proc, type_, f, topic, keys, values, partition, offsets, error, invoke, op, txn) = zip(*chunks)
+        counts = np.fromiter(m, np.int64, len(chunks))
+
+        def per_chunk(field, dtype):
+            return np.repeat(np.asarray(field, dtype), counts)
+
+        def per_record(field, dtype):
+            return np.concatenate([np.asarray(x, dtype) if np.ndim(x) else np.full(n, x, dtype)
+                                   for x, n in zip(field, m)])
+
+        def mixed(field, dtype):
+            if any(np.ndim(x) for x in field):
+                return per_record(field, dtype)
+            return per_chunk(field, dtype)
+
+        return {
+            "time": per_chunk(time, float), "process": per_chunk(proc, np.int32), "type": per_chunk(type_, np.int8),
+            "f": per_chunk(f, np.int8), "topic": per_chunk(topic, np.int32), "key": mixed(keys, np.int64),
+            "value": mixed(values, np.int64), "partition": mixed(partition, np.int32),
+            "offset": mixed(offsets, np.int64), "error": per_chunk(error, np.int32),
+            "invoke_time": mixed(invoke, float), "op": per_chunk(op, np.int64), "txn": per_chunk(txn, np.int64),
         }
-        i = 0
-        for (m, time, proc, type_, f, topic, keys, values, partition, offsets, error, invoke, op) in self._chunks:
-            j = i + m
-            out["time"][i:j] = time
-            out["process"][i:j] = proc
-            out["type"][i:j] = type_
-            out["f"][i:j] = f
-            out["topic"][i:j] = topic
-            out["key"][i:j] = keys
-            out["value"][i:j] = values
-            out["partition"][i:j] = partition
-            out["offset"][i:j] = offsets
-            out["error"][i:j] = error
-            out["invoke_time"][i:j] = invoke
-            out["op"][i:j] = op
-            i = j
-        return out
 
     def names(self) -> dict[str, list[str]]:
         """Decoding tables for the coded columns."""
@@ -166,6 +184,7 @@ class History:
         frame["error"] = pd.Categorical.from_codes(cols["error"], categories=names["error"])
         frame["invoke_time"] = cols["invoke_time"]
         frame["op"] = cols["op"]
+        frame["txn"] = cols["txn"]
         detail = np.full(self._rows, "", dtype=object)
         for row, text in self._detail.items():
             detail[row] = text

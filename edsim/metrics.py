@@ -34,6 +34,7 @@ class Sampler:
                 leader = kafka.brokers.get(state.leader)
                 replica = leader.replicas[tp] if leader is not None and leader.up else None
                 hw = replica.hw if replica is not None else -1
+                lso = replica.last_stable_offset if replica is not None else -1
                 owner = next((c for c in self.consumers if c.up and tp in c.positions), None)
                 position = owner.positions.get(tp) if owner is not None else None
                 if position is None:
@@ -41,15 +42,18 @@ class Sampler:
                 lag = max(hw - position, 0) if hw >= 0 else 0
                 self.rows.append((now, tp[1], state.leader, state.leader_epoch, len(state.isr), hw,
                                   replica.log.end if replica is not None else -1,
-                                  owner.name if owner is not None else "", committed.get(tp, -1), lag))
+                                  owner.name if owner is not None else "", committed.get(tp, -1), lag, lso,
+                                  max(hw - lso, 0)))
             yield self.lab.env.timeout(self.interval)
 
     def partition_frame(self) -> pd.DataFrame:
         """Per partition and sample: leader, epoch, ISR size, high watermark, log end, the consumer that owns it
-        (empty while nobody does: a crashed owner, or a rebalance), the committed offset and the lag."""
+        (empty while nobody does: a crashed owner, or a rebalance), the committed offset and the lag; the last
+        stable offset, and how far it trails the high watermark (records read_committed consumers cannot read
+        yet: open transactions)."""
         return pd.DataFrame(self.rows, columns=["time", "partition", "leader", "leader_epoch", "isr_size",
                                                 "high_watermark", "log_end", "owner", "committed",
-                                                "consumer_lag"])
+                                                "consumer_lag", "last_stable_offset", "lso_lag"])
 
 
 def cluster_frame(per_partition: pd.DataFrame, history: pd.DataFrame, interval: float) -> pd.DataFrame:
@@ -61,6 +65,7 @@ def cluster_frame(per_partition: pd.DataFrame, history: pd.DataFrame, interval: 
         "isr_size": grouped["isr_size"].min(),
         "high_watermark": grouped["high_watermark"].sum(),
         "consumer_lag": grouped["consumer_lag"].sum(),
+        "lso_lag": grouped["lso_lag"].sum(),
         "offline_partitions": grouped["leader"].apply(lambda s: int((s < 0).sum())),
         "unowned_partitions": grouped["owner"].apply(lambda s: int((s == "").sum())),
     })

@@ -10,6 +10,7 @@ import copy
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
 from . import checker
@@ -20,7 +21,7 @@ from .faults.nemesis import check_target
 from .lab import Cluster
 from .metrics import Sampler, cluster_frame
 from .truth import Truth
-from .workload import Workload, workload_config
+from .workload import OUTPUT, Workload, pipeline_producer_settings, producer_settings, workload_config
 
 SECTIONS = ("topic", "producer", "consumer", "broker", "workload")
 
@@ -80,14 +81,33 @@ class Scenario:
                               "INVALID_REPLICATION_FACTOR")
         Config("broker", BROKER, self.broker)
         Config("consumer", CONSUMER, self.consumer)
-        producer_config(self.producer)
         workload = workload_config(self.workload)
+        producer_config(producer_settings(workload, self.producer))
+        if workload["pipeline"]:
+            producer_config(pipeline_producer_settings(workload, self.producer, 0))
+        if workload["transaction_size"] or workload["pipeline"] == "exactly_once_v2":
+            rf = Config("broker", BROKER, self.broker)["transaction.state.log.replication.factor"]
+            if rf > self.brokers:
+                raise ConfigError(f"transaction.state.log.replication.factor={rf} is not allowed with "
+                                  f"{self.brokers} broker(s): Kafka cannot create __transaction_state. Set "
+                                  f"broker={{'transaction.state.log.replication.factor': {self.brokers}}}")
         clients = ["producer"] + [f"consumer-{i + 1}" for i in range(workload["consumers"])]
         groups = [workload["group"]] if workload["consumers"] else []
+        partitions = {self.topic_name(): topic["partitions"]}
+        if workload["pipeline"]:
+            partitions[self.topic_name() + "-out"] = topic["partitions"]
         for fault in self.faults:
             for target in fault.targets_named():
-                check_target(target, list(range(1, self.brokers + 1)), self.topic_name(),
-                             {self.topic_name(): topic["partitions"]}, clients, groups)
+                check_target(target, list(range(1, self.brokers + 1)), self.topic_name(), partitions, clients,
+                             groups, self.transactional_ids(workload))
+
+    def transactional_ids(self, workload=None) -> list[str]:
+        """The transactional.ids of the run: the producer's, then each pipeline member's."""
+        workload = workload or workload_config(self.workload)
+        ids = [producer_settings(workload, self.producer).get("transactional.id")]
+        ids += [pipeline_producer_settings(workload, self.producer, i).get("transactional.id")
+                for i in range(workload["consumers"] if workload["pipeline"] else 0)]
+        return [i for i in ids if i]
 
     # ---- copies -----------------------------------------------------------------------------------------
     def replace(self, **changes) -> "Scenario":
@@ -141,10 +161,13 @@ class Scenario:
         name = self.topic_name()
         lab.create_topic(name, self.topic_config())
         spec = workload_config(self.workload)
+        if spec["pipeline"]:
+            lab.create_topic(f"{name}-out", self.topic_config())
         workload = Workload(lab, name, spec, self.producer, self.consumer)
         nemesis = lab.nemesis(name)
         if workload.consumers:
             nemesis.groups.append(spec["group"])
+        nemesis.txn_ids.extend(self.transactional_ids(spec))
         for fault in self.faults:
             nemesis.schedule(fault)
         horizon = spec["messages"] / spec["rate"]
@@ -181,8 +204,8 @@ class Scenario:
         env.run(until=env.process(workload.drained()))         #    ... until the group has caught up
         enter("heal")
         nemesis.heal_all()                                     # 2. heal what can heal
-        isolation = workload.consumers[0].config["isolation.level"] if workload.consumers else \
-            Config("consumer", CONSUMER, self.consumer)["isolation.level"]
+        # the final reader reads as the scenario's consumers are configured (downstream of a pipeline too)
+        isolation = Config("consumer", CONSUMER, self.consumer)["isolation.level"]
         enter("catch-up")
         env.run(until=workload.catch_up(isolation))            # 3. read everything that is there
         sampler.running = False
@@ -263,6 +286,48 @@ class Result:
                          "crashes": int((g["f"] == "crash").sum())})
         return pd.DataFrame(rows).set_index("consumer") if rows else pd.DataFrame()
 
+    def transactions(self) -> pd.DataFrame:
+        """One row per transaction: who, when it began and ended, its outcome (committed, aborted, unknown),
+        its records, and its latency (begin to end) in ms."""
+        h = self.history
+        t = h[h["f"] == "txn"]
+        outcome = t["type"].astype(str).map({"ok": "committed", "fail": "aborted", "info": "unknown"})
+        return pd.DataFrame({"process": t["process"].astype(str).to_numpy(), "begin": t["invoke_time"].to_numpy(),
+                             "end": t["time"].to_numpy(), "outcome": outcome.to_numpy(),
+                             "records": t["value"].to_numpy(),
+                             "latency_ms": ((t["time"] - t["invoke_time"]) * 1000).to_numpy(),
+                             "detail": t["detail"].to_numpy()})
+
+    def pipeline(self) -> dict:
+        """End-to-end accounting of a consume-transform-produce run: of the inputs the producer got
+        acknowledged (committed, if transactional), how many outputs the final reader of '<topic>-out' saw
+        exactly once, more than once (at different offsets), or never. Empty without a pipeline."""
+        spec = workload_config(self.scenario.workload)
+        if not spec["pipeline"]:
+            return {}
+        h = self.history
+        topic = self.scenario.topic_name()
+        inputs = h[(h["f"] == "send") & (h["type"] == "ok") & (h["topic"] == topic)]["value"].unique()
+        out = h[(h["f"] == "poll") & (h["process"] == "catch-up") & (h["topic"] == topic + "-out")]
+        seen = out.drop_duplicates(["value", "partition", "offset"]).groupby("value").size()
+        copies = seen.reindex(np.asarray(inputs) + OUTPUT, fill_value=0).to_numpy()
+        # end to end: an input's send to the first acknowledgement (at_least_once) or commit (exactly_once_v2)
+        # of its output; throughput: outputs over the span from the first input to the last output
+        sent = h[(h["f"] == "send") & (h["type"] == "ok") & (h["topic"] == topic)].drop_duplicates("value")
+        done = h[(h["f"] == "send") & (h["type"] == "ok") & (h["topic"] == topic + "-out")]
+        done = done.sort_values("time").drop_duplicates("value")
+        began = pd.Series(sent["invoke_time"].to_numpy(), index=sent["value"].to_numpy())
+        ended = pd.Series(done["time"].to_numpy(), index=done["value"].to_numpy() - OUTPUT)
+        latency = (ended - began.reindex(ended.index)).dropna() * 1000
+        span = ended.max() - began.min() if len(ended) else float("nan")
+        report = {"inputs acknowledged": int(len(inputs)), "outputs exactly once": int((copies == 1).sum()),
+                  "outputs duplicated": int((copies > 1).sum()), "outputs missing": int((copies == 0).sum())}
+        if len(latency):
+            report["output latency p50 (ms)"] = round(float(latency.quantile(0.5)), 1)
+            report["output latency p99 (ms)"] = round(float(latency.quantile(0.99)), 1)
+            report["output throughput (records/s)"] = round(float(len(ended) / span), 1) if span > 0 else float("nan")
+        return report
+
     def counts(self) -> dict:
         h = self.history
         sends = h[h["f"] == "send"]
@@ -288,6 +353,18 @@ class Result:
         if len(ok):
             latency = (ok["time"] - ok["invoke_time"]) * 1000
             rows.append(("ack latency p50 / p99 (ms)", f"{latency.quantile(0.5):.1f} / {latency.quantile(0.99):.1f}"))
+        txns = h[h["f"] == "txn"]
+        if len(txns):
+            kinds = txns["type"].astype(str).value_counts()
+            rows.append(("transactions committed / aborted / unknown",
+                         f"{kinds.get('ok', 0)} / {kinds.get('fail', 0)} / {kinds.get('info', 0)}"))
+            ok_txns = txns[txns["type"] == "ok"]
+            if len(ok_txns):
+                lat = (ok_txns["time"] - ok_txns["invoke_time"]) * 1000
+                rows.append(("transaction latency p50 / p99 (ms)",
+                             f"{lat.quantile(0.5):.1f} / {lat.quantile(0.99):.1f}"))
+        for name, value in self.pipeline().items():
+            rows.append((f"pipeline: {name}", value))
         rows.append(("faults", "; ".join(repr(f) for f in self.scenario.faults) or "none"))
         for name, count in self.anomalies.items():
             if count or name in ("lost-write", "duplicate", "unseen"):
@@ -311,5 +388,16 @@ def _setup_line(s: Scenario) -> str:
     min_isr = t["min.insync.replicas"] if "min.insync.replicas" in t.explicit else b["min.insync.replicas"]
     unclean = t["unclean.leader.election.enable"] if "unclean.leader.election.enable" in t.explicit \
         else b["unclean.leader.election.enable"]
+    w = workload_config(s.workload)
+    extra = ""
+    if w["transaction_size"]:
+        extra += f"; transactions of {w['transaction_size']}" + (f", {w['abort_ratio']:.0%} aborted"
+                                                                 if w["abort_ratio"] else "")
+    if w["pipeline"]:
+        extra += f"; pipeline {w['pipeline']}"
+    isolation = Config("consumer", CONSUMER, s.consumer)["isolation.level"]
+    if isolation != "read_uncommitted" or extra:
+        extra += f"; {isolation}"
     return (f"{s.brokers} brokers, RF={t['replication.factor']}, min.insync.replicas={min_isr}, "
-            f"unclean={str(unclean).lower()}; acks={p['acks']}, idempotence={str(p['enable.idempotence']).lower()}")
+            f"unclean={str(unclean).lower()}; acks={p['acks']}, idempotence={str(p['enable.idempotence']).lower()}"
+            + extra)

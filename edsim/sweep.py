@@ -12,6 +12,14 @@ def _run_one(job):
     row = {"seed": seed, **changes}
     row.update(result.counts())
     row.update(result.anomalies)
+    txns = result.transactions()
+    if len(txns):                         # the cost of transactions, for sweeps over commit intervals
+        committed = txns[txns["outcome"] == "committed"]
+        row["transactions"] = len(txns)
+        row["transaction latency p50 (ms)"] = float(committed["latency_ms"].median()) if len(committed) else None
+    for name, value in result.pipeline().items():
+        if not isinstance(value, str):
+            row[f"pipeline: {name}"] = float(value)
     return row
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .clients import CommitFailedException, OffsetOutOfRange
+from .clients import CommitFailedException, KafkaError, OffsetOutOfRange
 from .configs import Config, ConfigError, Setting, _table, non_negative_int, non_negative_number, one_of, \
     positive_int, positive_number, probability
 
@@ -38,18 +38,20 @@ WORKLOAD = _table(
             "auto: the consumer's auto-commit; after-process / before-process: commitSync after / before "
             "applying the records of a poll (auto-commit off)"),
     Setting("group", "edsim-workload", _name, "group.id of the workload's consumers"),
-    Setting("transaction_size", 0, non_negative_int),
-    Setting("abort_ratio", 0.0, probability),
-    Setting("pipeline", None, _pipeline),
+    Setting("transaction_size", 0, non_negative_int,
+            "records per transaction of the producer (transactional.id 'edsim-producer' unless set); 0: none"),
+    Setting("abort_ratio", 0.0, probability, "share of the producer's transactions it aborts"),
+    Setting("pipeline", None, _pipeline,
+            "None, or consume-transform-produce from the topic to '<topic>-out': 'at_least_once' (output "
+            "acknowledged, then commitSync) or 'exactly_once_v2' (output and offsets in one transaction, KIP-447)"),
+    Setting("commit_interval", 0.1, positive_number,
+            "seconds a pipeline member consumes before it commits (Kafka Streams' commit.interval.ms: 100 ms "
+            "under exactly_once_v2)"),
     Setting("resend_unacked", True, _resend,
             "after a producer restart the application sends again what it never saw acknowledged"),
 )
 
-NOT_YET = {  # settings DESIGN.md names whose behaviour arrives with a later capability
-    "transaction_size": (0, "transactions arrive with the transactions capability"),
-    "abort_ratio": (0.0, "transactions arrive with the transactions capability"),
-    "pipeline": (None, "consume-transform-produce arrives with the transactions capability"),
-}
+OUTPUT = 1_000_000_000   # a pipeline writes input value v as output value OUTPUT + v (values stay unique)
 
 TICK = 0.001          # the application hands records to the producer in 1 ms steps
 POLL_TIMEOUT = 0.5
@@ -60,10 +62,32 @@ DRAIN_LIMIT = 120.0    # after the last send, the group gets this long to proces
 
 def workload_config(given) -> Config:
     config = Config("workload", WORKLOAD, given)
-    for key, (default, why) in NOT_YET.items():
-        if config[key] != default:
-            raise ConfigError(f"workload {key}={config[key]!r} is not modelled yet: {why}. "
-                              f"Leave {key} at {default!r} for now.")
+    if config["pipeline"] is not None and config["consumers"] < 1:
+        raise ConfigError(f"workload pipeline={config['pipeline']!r} is not allowed with consumers=0: the "
+                          "pipeline's members are the workload's consumers")
+    if config["abort_ratio"] > 0 and not config["transaction_size"]:
+        raise ConfigError(f"workload abort_ratio={config['abort_ratio']} is not allowed with transaction_size=0: "
+                          "only a transactional producer can abort")
+    if config["messages"] * 2 >= OUTPUT and config["pipeline"] is not None:
+        raise ConfigError(f"workload messages={config['messages']} is too many for a pipeline (at most "
+                          f"{OUTPUT // 2 - 1})")
+    return config
+
+
+def producer_settings(spec, given) -> dict:
+    """The workload producer's config: a transactional.id when it writes in transactions."""
+    config = dict(given or {})
+    if spec["transaction_size"]:
+        config.setdefault("transactional.id", "edsim-producer")
+    return config
+
+
+def pipeline_producer_settings(spec, given, i) -> dict:
+    """Member ``i``'s producer: the scenario's producer settings, transactional under exactly_once_v2 (one
+    transactional.id per member, as Kafka Streams' EOS v2 has one per thread)."""
+    config = {k: v for k, v in (given or {}).items() if k != "transactional.id"}
+    if spec["pipeline"] == "exactly_once_v2":
+        config["transactional.id"] = f"edsim-pipeline-{i + 1}"
     return config
 
 
@@ -80,18 +104,25 @@ class Workload:
         self.keys = rng.integers(0, spec["keys"], n) if spec["keys"] else np.full(n, -1, np.int64)
         self.values = np.arange(n, dtype=np.int64)
         self.acked = np.zeros(n, bool)
+        self.aborted = np.zeros(n, bool)      # sent in a transaction the application aborted on purpose
         self.processed = np.zeros(n, bool)
         self.handed = 0                     # values handed to the producer so far
-        self.producer = lab.producer(producer_config, name="producer", record_size=spec["record_size"])
+        self.producer = lab.producer(producer_settings(spec, producer_config), name="producer",
+                                     record_size=spec["record_size"])
         self.producer.on_restarted.append(self._producer_restarted)
         self.producer.outcome_listeners.append(self._outcome)
+        self.pipeline = spec["pipeline"]
+        self.output = f"{topic}-out" if self.pipeline else None
         self.consumers = []
+        self.pipeline_producers = []
         config = dict(consumer_config or {})
+        if self.pipeline == "exactly_once_v2":
+            config["isolation.level"] = "read_committed"   # as Kafka Streams sets it under exactly_once_v2
         config.setdefault("group.id", spec["group"])
         # The topic is new for the run, so the group starts from its beginning: with Kafka's default
         # (latest) a group that forms after the first records (a fault can delay it) would skip them.
         config.setdefault("auto.offset.reset", "earliest")
-        if spec["commit"] != "auto":
+        if spec["commit"] != "auto" or self.pipeline:
             config.setdefault("enable.auto.commit", False)
         if spec["consumers"]:
             lab.kafka.ensure_offsets_topic()
@@ -100,14 +131,23 @@ class Workload:
             consumer.subscribe([topic])
             consumer.on_restarted.append(lambda c: c.subscribe([self.topic]))
             self.consumers.append(consumer)
+            if self.pipeline:
+                # one process: the member's consumer and its producer crash, pause and restart together
+                out = lab.producer(pipeline_producer_settings(spec, producer_config, i),
+                                   name=f"consumer-{i + 1}.producer", record_size=spec["record_size"])
+                consumer.companions.append(out)
+                self.pipeline_producers.append(out)
         self.stopping = False
         self.produced = self.env.event()
 
     # ---- producing --------------------------------------------------------------------------------------
     def start(self):
-        self.env.process(self._produce())
-        for consumer in self.consumers:
-            self.env.process(self._consume(consumer))
+        self.env.process(self._produce_transactions() if self.spec["transaction_size"] else self._produce())
+        for i, consumer in enumerate(self.consumers):
+            if self.pipeline:
+                self.env.process(self._transform(consumer, self.pipeline_producers[i]))
+            else:
+                self.env.process(self._consume(consumer))
 
     def _produce(self):
         env, producer, n = self.env, self.producer, len(self.values)
@@ -129,6 +169,81 @@ class Workload:
                 self.handed = end
         while producer.outstanding > 0 or not producer.up:
             yield env.timeout(0.05)
+        self.produced.succeed()
+
+    def _arrived(self, step):
+        """Values that arrived by now and were not handed over yet: (slice, invoke times)."""
+        env = self.env
+        end = int(np.searchsorted(self.arrivals, env.now, side="right"))
+        sl = slice(self.handed, end)
+        return sl, np.maximum(self.arrivals[sl], env.now - step)
+
+    def _produce_transactions(self):
+        """The application writes in transactions of ``transaction_size`` records and aborts a share
+        ``abort_ratio`` of them; after a crash it initialises again (fencing nothing but its own past) and, with
+        ``resend_unacked``, sends again what no committed transaction carried."""
+        env, producer, n = self.env, self.producer, len(self.values)
+        size, rng = self.spec["transaction_size"], self.lab.world.rng("workload/aborts")
+        while env.now < 5.0 and not self._group_ready():
+            yield env.timeout(TICK)
+        self.arrivals += env.now
+        backlog = np.empty(0, np.int64)       # values to send again after a crash
+        in_txn = []                           # value arrays of the open transaction
+        while True:
+            if not producer.up:
+                in_txn = []
+                yield env.timeout(0.05)
+                continue
+            try:
+                if producer.txn.state in ("uninitialized", "fatal_error"):
+                    in_txn = []
+                    yield from producer.init_transactions()
+                    if self.spec["resend_unacked"]:
+                        backlog = np.flatnonzero(~self.acked[:self.handed] & ~self.aborted[:self.handed])
+                sent = sum(len(v) for v in in_txn)
+                if self.handed >= n and not len(backlog) and not in_txn:
+                    break
+                if producer.txn.state == "ready":
+                    producer.begin_transaction()
+                room = size - sent
+                if len(backlog):
+                    values, backlog = backlog[:room], backlog[room:]
+                    times = np.full(len(values), env.now)
+                elif self.handed < n:
+                    step = max(TICK, np.ceil((self.arrivals[self.handed] - env.now) / TICK) * TICK)
+                    yield env.timeout(step)
+                    if not producer.up:
+                        continue
+                    sl, times = self._arrived(step)
+                    values = self.values[sl][:room]
+                    times = times[:room]
+                    self.handed += len(values)
+                else:
+                    values = self.values[:0]
+                if len(values):
+                    producer.send_many(self.topic, values, self.keys[values], times)
+                    in_txn.append(values)
+                    sent += len(values)
+                if sent >= size or (self.handed >= n and not len(backlog) and sent):
+                    if rng.random() < self.spec["abort_ratio"]:
+                        # the records are written first (something goes wrong after), so the aborted
+                        # records are in the log, where read_uncommitted consumers can see them
+                        yield from producer.flush()
+                        yield from producer.abort_transaction()
+                        for v in in_txn:
+                            self.aborted[v] = True
+                    else:
+                        yield from producer.commit_transaction()
+                    in_txn = []
+            except KafkaError:
+                if self.spec["resend_unacked"] and in_txn:
+                    backlog = np.concatenate([backlog] + in_txn)   # not committed: send them again
+                in_txn = []
+                if producer.up and producer.txn.state in ("abortable_error", "in_transaction", "committing"):
+                    try:
+                        yield from producer.abort_transaction()
+                    except KafkaError:
+                        pass
         self.produced.succeed()
 
     def drained(self):
@@ -164,8 +279,8 @@ class Workload:
             self.acked[values] = True
 
     def _producer_restarted(self, producer):
-        if not self.spec["resend_unacked"]:
-            return
+        if not self.spec["resend_unacked"] or self.spec["transaction_size"]:
+            return                           # (a transactional application resends inside its transactions)
         unacked = np.flatnonzero(~self.acked[:self.handed])
         if len(unacked):
             producer.send_many(self.topic, self.values[unacked], self.keys[unacked],
@@ -227,11 +342,86 @@ class Workload:
                 done[tp] = int(offsets[i]) + 1
         return done
 
+    # ---- consume-transform-produce ------------------------------------------------------------------------
+    def _transform(self, consumer, producer):
+        """A pipeline member: poll the topic for ``commit_interval``, write OUTPUT + v for every input v, then
+        commit. exactly_once_v2: the outputs and the input offsets commit in one transaction (KIP-447), and a
+        failed commit aborts both and starts again from the committed offsets. at_least_once: wait for the
+        outputs' acknowledgements, then commitSync; a crash in between writes the outputs again.
+
+        A record counts as processed (a ``process`` row) once its output is durable: committed in the
+        transaction, or acknowledged under at_least_once."""
+        env, history = self.env, self.lab.history
+        exactly_once = self.pipeline == "exactly_once_v2"
+        per_record = self.spec["processing_time"]
+        while not self.stopping:
+            if not consumer.up or consumer.paused:
+                yield consumer.when_running() if consumer.up else env.timeout(0.1)
+                continue
+            incarnation = consumer.incarnation
+            inputs, offsets = [], {}
+            try:
+                if exactly_once:
+                    if producer.txn.state in ("uninitialized", "fatal_error"):
+                        yield from producer.init_transactions()
+                        consumer.reset_to_committed("a new producer session")
+                    producer.begin_transaction()
+                    consumer.txn_op = producer.txn.op
+                    # as a rebalance listener would abort the open transaction when partitions are revoked,
+                    # the offsets commit with the generation the transaction began in (KIP-447 fences it)
+                    generation = consumer.group_metadata()
+                deadline = env.now + self.spec["commit_interval"]
+                while env.now < deadline and not self.stopping:
+                    records = yield from consumer.poll(min(POLL_TIMEOUT, max(deadline - env.now, TICK)))
+                    if consumer.incarnation != incarnation:
+                        break
+                    for tp, offs, vals, keys, _payloads in records.parts:
+                        if per_record > 0:
+                            yield env.timeout(per_record * len(vals))
+                            if consumer.paused:
+                                yield consumer.when_running()
+                            if consumer.incarnation != incarnation:
+                                break
+                        producer.send_many(self.output, vals + OUTPUT, keys, np.full(len(vals), env.now))
+                        inputs.append((tp, offs, vals, keys))
+                        offsets[tp] = int(offs[-1]) + 1
+                if consumer.incarnation != incarnation:
+                    continue
+                if exactly_once:
+                    if offsets:
+                        yield from producer.send_offsets_to_transaction(offsets, generation)
+                    yield from producer.commit_transaction()
+                else:
+                    yield from producer.flush()
+                    if consumer.incarnation != incarnation:
+                        continue
+                self._processed(consumer, inputs)
+                if not exactly_once and offsets:
+                    yield from consumer.commit_sync(offsets)
+            except (KafkaError, CommitFailedException):
+                if consumer.incarnation != incarnation or not consumer.up:
+                    continue
+                if exactly_once:
+                    try:
+                        yield from producer.abort_transaction()
+                    except KafkaError:
+                        pass                    # fenced: init_transactions() again on the next round
+                    consumer.reset_to_committed()
+            finally:
+                consumer.txn_op = -1
+
+    def _processed(self, consumer, inputs):
+        for tp, offs, vals, keys in inputs:
+            self.lab.history.processed(self.env.now, consumer.name, tp[0], tp[1], vals, keys, offs)
+            self.processed[vals[vals >= 0]] = True
+
     def catch_up(self, isolation_level: str):
         """A fresh consumer reads every partition from the start to its end; returns the SimPy process."""
         reader = self.lab.consumer({"auto.offset.reset": "earliest", "isolation.level": isolation_level},
                                    name="catch-up")
         tps = self.lab.kafka.partitions(self.topic)
+        if self.output:
+            tps += self.lab.kafka.partitions(self.output)
         reader.assign(tps)
         self.reader = reader
         return self.env.process(self._read_to_end(reader, tps))
@@ -251,7 +441,7 @@ class Workload:
             records = yield from reader.poll(POLL_TIMEOUT)
             at_end = all(self._offline_for_good(tp) or (
                 reader.fetched_at.get(tp, -1) > start and reader.fetched_at[tp] >= env.now - 1.0
-                and (reader.position(tp) or 0) >= reader.high_watermarks.get(tp, 1 << 62)) for tp in tps)
+                and (reader.position(tp) or 0) >= (reader.end_offset(tp) or 0)) for tp in tps)
             if len(records) or not at_end:
                 quiet_since = None
             elif quiet_since is None:

@@ -744,3 +744,87 @@ def test_clean_three_million_row_history_reports_nothing():
     report = check(h)
     assert report.anomalies == dict.fromkeys(ANOMALIES, 0)
     assert all(frame.empty for frame in report.cases.values())
+
+
+# ---- transactions: G1a, precommitted-read, G1c (kafka.clj g1a-cases, precommitted-read-cases; Elle) -------
+def txn_sends(h, t, offsets, txn, type_="ok", values=None, process="producer", partition=0):
+    """A transaction's sends as the model records them when it ends: ok with offsets (committed) or fail with
+    the offsets they took (aborted); then its ``txn`` row."""
+    offsets = np.asarray(offsets, np.int64)
+    values = offsets + 100 if values is None else np.asarray(values, np.int64)
+    h.sends(t, process, type_, "events", partition, values, np.zeros(len(values), np.int64),
+            np.full(len(values), t - 0.5), offsets=offsets, error="" if type_ == "ok" else "TRANSACTION_ABORTED",
+            txn=txn)
+    h.event(t, process, "txn", type_=type_, value=len(values), op=txn, txn=txn, invoke_time=t - 0.5)
+
+
+def test_g1a_a_read_of_an_aborted_write():
+    """kafka.clj ``g1a-cases``: an ok poll observed a value whose (transactional) write failed."""
+    h = History()
+    txn_sends(h, 1, [0, 1], txn=h.new_op(), type_="fail")
+    txn_sends(h, 2, [3], txn=h.new_op())                  # offset 2 holds the ABORT marker
+    poll(h, 3, [0, 1, 3], process="dirty")
+    poll(h, 3, [3], process="clean")
+    report = check(h)
+    assert counts(h) == {"G1a": 2}                       # and no poll-skip for the reader that skipped them
+    assert report.cases["G1a"]["value"].tolist() == [100, 101]
+    assert set(report.cases["G1a"]["process"]) == {"dirty"}
+    assert "in a transaction that aborted" in report.cases["G1a"]["evidence"].iloc[0]
+
+
+def test_g1a_by_value_a_write_of_an_aborted_transaction_that_landed_later():
+    """A value only ever sent in aborted transactions, read anywhere, is G1a (Jepsen compares values)."""
+    h = History()
+    t = h.new_op()
+    h.sends(1, "producer", "fail", "events", 0, np.array([107]), np.zeros(1, np.int64), np.array([0.5]),
+            error="DELIVERY_TIMEOUT", txn=t)
+    h.event(1, "producer", "txn", type_="fail", value=1, op=t, txn=t)
+    poll(h, 3, [5], values=[107])
+    assert counts(h) == {"G1a": 1}
+
+
+def test_near_miss_a_value_aborted_then_committed_again_is_no_g1a():
+    """The pipeline writes an output again after an abort: read where it committed, it is no aborted read."""
+    h = History()
+    txn_sends(h, 1, [0], values=[500], txn=h.new_op(), type_="fail")
+    txn_sends(h, 2, [2], values=[500], txn=h.new_op())
+    poll(h, 3, [2], values=[500])
+    assert counts(h) == {}
+
+
+def test_precommitted_read_a_transaction_reads_its_own_write():
+    """kafka.clj ``precommitted-read-cases``: a transaction polled a value it sent itself."""
+    h = History()
+    t = h.new_op()
+    h.polls(1.5, "consumer-1", "events", 0, np.array([100]), np.zeros(1, np.int64), np.array([0]), h.new_op(),
+            txn=t)
+    txn_sends(h, 2, [0], txn=t)
+    report = check(h)
+    assert report.anomalies["precommitted-read"] == 1
+    assert report.cases["precommitted-read"]["txn"].tolist() == [t]
+
+
+def test_g1c_two_committed_transactions_read_each_other():
+    """Cyclic information flow over write-read edges (Adya's G1c, found by Elle in Jepsen)."""
+    h = History()
+    t1, t2 = h.new_op(), h.new_op()
+    h.polls(1.2, "consumer-1", "events", 1, np.array([201]), np.zeros(1, np.int64), np.array([0]), h.new_op(),
+            txn=t1)                                         # T1 reads what T2 writes
+    h.polls(1.3, "consumer-2", "events", 0, np.array([100]), np.zeros(1, np.int64), np.array([0]), h.new_op(),
+            txn=t2)                                         # T2 reads what T1 writes
+    txn_sends(h, 2, [0], txn=t1)
+    txn_sends(h, 2, [0], values=[201], txn=t2, process="producer-2", partition=1)
+    report = check(h)
+    assert report.anomalies["G1c"] == 1
+    assert report.cases["G1c"]["transactions"].tolist() == [(t1, t2)]
+
+
+def test_near_miss_a_chain_of_transactions_is_no_g1c():
+    h = History()
+    t1, t2 = h.new_op(), h.new_op()
+    txn_sends(h, 1, [0], txn=t1)
+    h.polls(1.3, "consumer-2", "events", 0, np.array([100]), np.zeros(1, np.int64), np.array([0]), h.new_op(),
+            txn=t2)
+    txn_sends(h, 2, [0], values=[201], txn=t2, process="producer-2", partition=1)
+    poll(h, 3, [0], values=[201], partition=1)
+    assert counts(h) == {}

@@ -338,3 +338,29 @@ def test_topic_takes_broker_wide_defaults_unless_set():
     own = cluster.create_topic("b", {"min.insync.replicas": 3, "unclean.leader.election.enable": False})
     assert (inherited["min.insync.replicas"], inherited["unclean.leader.election.enable"]) == (2, True)
     assert (own["min.insync.replicas"], own["unclean.leader.election.enable"]) == (3, False)
+
+
+def test_producer_state_tracks_open_and_aborted_transactions():
+    """Kafka's ProducerStateManager: the first unstable offset (open transactions, and ended ones whose marker
+    is not yet below the high watermark) and the aborted-transaction index (KIP-98)."""
+    import numpy as np
+    from edsim.kafka.log import Batch, Log, ProducerState
+
+    log, state = Log(), ProducerState()
+    one = np.zeros(1, np.int64)
+
+    def append(pid, control=None, seq=0):
+        batch = Batch(log.end, 0, one, one, None, pid, 0, -1 if control else seq, 0.0, True, control)
+        log.append(batch)
+        (state.record_marker if control else state.record)(batch)
+
+    append(7)                       # 0: pid 7 opens
+    append(8)                       # 1: pid 8 opens
+    assert state.first_unstable(high_watermark=2) == 0
+    append(7, "ABORT")              # 2: pid 7 aborts
+    assert state.first_unstable(high_watermark=2) == 0       # its marker is not below the high watermark yet
+    assert state.first_unstable(high_watermark=3) == 1       # now only pid 8 holds the LSO back
+    append(8, "COMMIT")             # 3
+    assert state.first_unstable(high_watermark=4) is None
+    assert state.aborted_between(0, 4) == ((7, 0),) and state.aborted_between(3, 4) == ()
+    assert ProducerState.from_log(log).aborted == state.aborted

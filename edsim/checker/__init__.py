@@ -55,6 +55,23 @@ lost-processing
     each, and reported once. The catch-up reader's polls are part of the version order, so a record no
     group member ever polled is still judged.
 
+Transactions (Jepsen's names)
+    The model records a transaction's sends when it ends: ``ok`` with offsets if it committed, ``fail`` with
+    the offsets they took if it aborted (``info`` if the producer crashed first); the ``txn`` column ties
+    sends, the polls made inside the transaction, and its ``txn`` row together.
+G1a
+    kafka.clj ``g1a-cases``: an ``ok`` poll read a write of an aborted transaction: the same value at the
+    (topic, partition, offset) of a ``fail`` send, or a value only ever sent in aborted transactions (a late
+    write that landed after its transaction ended). Such polls are not places in the version order, so a
+    read_committed reader that skipped them shows no poll-skip. One case per such poll row.
+precommitted-read
+    kafka.clj ``precommitted-read-cases``: a transaction polled a value it sent itself (in Kafka's model a
+    sent value is invisible to every poller until its transaction commits). One case per transaction.
+G1c
+    Cyclic information flow (Adya; Elle in Jepsen) over write-read edges: T1 -> T2 when committed transaction
+    T2 polled a value committed transaction T1 sent. edsim builds wr edges only (Kafka's ww order per
+    partition adds none that a workload here can close). One case per cycle (strongly connected component).
+
 Where we differ from Jepsen, and why
     * Rows, not operations. Jepsen compares the last value of one operation with the first of the next,
       and reports pairs inside one operation separately (``int-poll-skip``, ``int-nonmonotonic-poll``,

@@ -142,10 +142,41 @@ class Analysis:
         self.reset = ((f == self._code("f", "assign")) | (f == self._code("f", "subscribe"))) & (
             type_ != self._code("type", "fail")) | (f == self._code("f", "crash"))
         self.applied = (f == self._code("f", "process")) & ok     # side effects applied (consumer groups)
+        self.txn = cols["txn"] if "txn" in cols else np.full(self.n, -1, np.int64)
+        # writes of aborted transactions: ``fail`` sends that carry the offset they took
+        self.aborted_write = (f == self._code("f", "send")) & (type_ == self._code("type", "fail")) & (
+            self.offset >= 0)
         self.committed = (f == self._code("f", "commit")) & ok & (self.offset >= 0)
         self._topic, self._partition = cols["topic"], cols["partition"]
         self._pw = int(self._partition.max()) + 2 if self.n else 1
         self.ntp = (int(self._topic.max()) + 1) * self._pw if self.n else 0
+        # polls of an aborted write (read_uncommitted) are G1a cases, not places in the version order
+        self.aborted_read = self._reads_of(np.flatnonzero(self.aborted_write))
+        # ... and so are polls of a value only ever sent in aborted transactions, wherever it was read (a
+        # write that landed after its transaction's marker, Jepsen's by-value rule)
+        txn_failed = (f == self._code("f", "txn")) & (type_ == self._code("type", "fail"))
+        if txn_failed.any():
+            sends = f == self._code("f", "send")
+            in_aborted = sends & np.isin(self.txn, self.txn[txn_failed]) & (self.txn >= 0)
+            only_aborted = np.setdiff1d(self.value[in_aborted], self.value[sends & ~in_aborted])
+            self.aborted_read |= self.polled & np.isin(self.value, only_aborted)
+            self.aborted_write |= in_aborted & np.isin(self.value, only_aborted)
+        self.polled &= ~self.aborted_read
+
+    def _reads_of(self, writes: np.ndarray) -> np.ndarray:
+        """Mask of ok polls that read one of ``writes`` (rows): the same value at the same topic-partition and
+        offset."""
+        out = np.zeros(self.n, bool)
+        if not writes.size:
+            return out
+        polls = np.flatnonzero(self.polled)
+        key = lambda rows: (self.tp_of(rows) << 40) | self.offset[rows]   # noqa: E731
+        candidates = polls[np.isin(key(polls), key(writes))]
+        if candidates.size:
+            written = set(zip(key(writes).tolist(), self.value[writes].tolist()))
+            hit = [(k, v) in written for k, v in zip(key(candidates).tolist(), self.value[candidates].tolist())]
+            out[candidates[np.array(hit, bool)]] = True
+        return out
 
     @classmethod
     def of(cls, history) -> "Analysis":
@@ -333,6 +364,7 @@ def _columns_from_frame(df: pd.DataFrame):
         cols[name] = np.asarray(codes, np.int32)
     for name in ("key", "value", "partition", "offset", "op"):
         cols[name] = df[name].to_numpy(np.int64)
+    cols["txn"] = df["txn"].to_numpy(np.int64) if "txn" in df else np.full(len(df), -1, np.int64)
     for name in ("time", "invoke_time"):
         cols[name] = df[name].to_numpy(float)
     return cols, names

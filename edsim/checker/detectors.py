@@ -234,3 +234,116 @@ def _lost_processing(a: Analysis) -> pd.DataFrame:
                         "commit_process": [a.proc_name(a.process[c]) for c in crow],
                         "commit_time": a.time[crow]}, evidence)
 
+
+
+# ---- transactions: Jepsen's G1a, precommitted-read and G1c ------------------------------------------------
+@detector("G1a")
+def _g1a(a: Analysis) -> pd.DataFrame:
+    """An ok poll read a write of an aborted transaction (Jepsen's g1a-cases: a failed write was visible)."""
+    rows = np.flatnonzero(a.aborted_read)
+    writes = np.flatnonzero(a.aborted_write)
+    key = (a.tp_of(writes) << 40) | a.offset[writes]
+    by_place = {k: w for k, w, o in zip(key.tolist(), writes.tolist(), a.offset[writes].tolist()) if o >= 0}
+    by_value = dict(zip(a.value[writes].tolist(), writes.tolist()))
+    writer = np.array([by_place.get(k, by_value.get(v)) for k, v in
+                       zip(((a.tp_of(rows) << 40) | a.offset[rows]).tolist(), a.value[rows].tolist())], np.int64)
+    evidence = [f"{a.proc_name(a.process[r])} read value {int(a.value[r])} at offset {int(a.offset[r])} of "
+                f"{a.row_tp_name(r)} (t={_t(a.time[r])}), written by {a.proc_name(a.process[w])} in a transaction "
+                f"that aborted (t={_t(a.time[w])})" for r, w in zip(rows, writer)]
+    return cases_frame({**a.locate(rows), "writer": [a.proc_name(a.process[w]) for w in writer],
+                        "abort_time": a.time[writer] if writer.size else np.empty(0)}, evidence)
+
+
+def _txn_rows(a: Analysis, f: str, mask=None) -> np.ndarray:
+    rows = (a.cols["f"] == a._code("f", f)) & (a.txn >= 0)
+    return np.flatnonzero(rows if mask is None else rows & mask)
+
+
+@detector("precommitted-read")
+def _precommitted_read(a: Analysis) -> pd.DataFrame:
+    """A transaction polled a value it sent itself (Jepsen: in Kafka's model a sent value is invisible to
+    every poller, its own transaction included, until that transaction commits)."""
+    sends = _txn_rows(a, "send")
+    polls = _txn_rows(a, "poll", a.polled | a.aborted_read)
+    if not sends.size or not polls.size:
+        return cases_frame({**a.locate(np.empty(0, np.int64)), "txn": np.empty(0, np.int64)}, [])
+    mine = pd.DataFrame({"txn": a.txn[sends], "value": a.value[sends]}).drop_duplicates()
+    read = pd.DataFrame({"txn": a.txn[polls], "value": a.value[polls], "row": polls})
+    hits = read.merge(mine, on=["txn", "value"]).sort_values("row").drop_duplicates("txn")
+    rows = hits["row"].to_numpy(np.int64)
+    evidence = [f"{a.proc_name(a.process[r])} read value {int(a.value[r])} at offset {int(a.offset[r])} of "
+                f"{a.row_tp_name(r)} (t={_t(a.time[r])}) inside transaction {int(a.txn[r])}, which sent that "
+                f"value itself before committing" for r in rows]
+    return cases_frame({**a.locate(rows), "txn": a.txn[rows]}, evidence)
+
+
+def _cycles(edges: dict) -> list[list]:
+    """Strongly connected components with more than one node (Tarjan, iterative)."""
+    index, low, on, stack, out, counter = {}, {}, set(), [], [], [0]
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges.get(root, ()))))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    comp = []
+                    while True:
+                        x = stack.pop()
+                        on.discard(x)
+                        comp.append(x)
+                        if x == node:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+            elif child not in index:
+                index[child] = low[child] = counter[0]
+                counter[0] += 1
+                stack.append(child)
+                on.add(child)
+                work.append((child, iter(sorted(edges.get(child, ())))))
+            elif child in on:
+                low[node] = min(low[node], index[child])
+    return out
+
+
+@detector("G1c")
+def _g1c(a: Analysis) -> pd.DataFrame:
+    """Cyclic information flow between committed transactions over write-read edges: T1 -> T2 when T2 polled
+    a value T1 sent (Adya's G1c; Jepsen finds it with Elle). With read_committed a cycle cannot form: each
+    transaction reads only what committed before it."""
+    committed = set(a.txn[_txn_rows(a, "txn", a.cols["type"] == a._code("type", "ok"))].tolist())
+    sends = _txn_rows(a, "send", a.acked)
+    polls = _txn_rows(a, "poll", a.polled | a.aborted_read)
+    empty = cases_frame({**a.locate(np.empty(0, np.int64)), "transactions": []}, [])
+    if not committed or not sends.size or not polls.size:
+        return empty
+    w = pd.DataFrame({"writer": a.txn[sends], "value": a.value[sends]})
+    r = pd.DataFrame({"reader": a.txn[polls], "value": a.value[polls], "row": polls})
+    e = r.merge(w, on="value")
+    e = e[(e["writer"] != e["reader"]) & e["writer"].isin(committed) & e["reader"].isin(committed)]
+    edges: dict = {}
+    for writer, reader in zip(e["writer"].tolist(), e["reader"].tolist()):
+        edges.setdefault(writer, set()).add(reader)
+    comps = _cycles(edges)
+    if not comps:
+        return empty
+    rows, txns, evidence = [], [], []
+    for comp in comps:
+        inside = e[e["writer"].isin(comp) & e["reader"].isin(comp)].sort_values("row")
+        rows.append(int(inside["row"].iloc[0]))
+        txns.append(tuple(int(t) for t in comp))
+        flows = "; ".join(f"transaction {int(x.reader)} read value {int(x.value)} written by transaction "
+                          f"{int(x.writer)}" for x in inside.drop_duplicates(["writer", "reader"]).itertuples())
+        evidence.append(f"transactions {', '.join(str(t) for t in comp)} each read what another of them wrote, "
+                        f"all committed: {flows}")
+    return cases_frame({**a.locate(np.array(rows, np.int64)), "transactions": txns}, evidence)

@@ -21,6 +21,9 @@ COMMIT_UNKNOWN = frozenset({P.COORDINATOR_NOT_AVAILABLE, P.REQUEST_TIMED_OUT, P.
 RETRY_COMMIT = COMMIT_UNKNOWN | {P.NOT_COORDINATOR}
 
 
+_NONE = np.empty(0, np.int64)
+
+
 class OffsetOutOfRange(Exception):
     """auto.offset.reset=none and the position is not in the log (Kafka's OffsetOutOfRangeException)."""
 
@@ -54,6 +57,8 @@ class Consumer(Client):
         self.reset_policy = self.config["auto.offset.reset"]
         self.auto_commit = self.config["enable.auto.commit"] and self.config["group.id"] is not None
         self.auto_commit_interval = self.config.seconds("auto.commit.interval.ms")
+        self.isolation = self.config["isolation.level"]
+        self.txn_op = -1                     # the application's open transaction (consume-transform-produce)
         self.assignment: list[tuple] = []
         self.membership = Membership(self, self.config) if self.config["group.id"] else None
         self.closed = False
@@ -68,6 +73,7 @@ class Consumer(Client):
         self.last_epoch: dict[tuple, int] = {}          # epoch of the last record returned
         self.validate: set = set()
         self.high_watermarks: dict[tuple, int] = {}
+        self.last_stable: dict[tuple, int] = {}         # the LSO of the last answered fetch
         self.fetched_at: dict[tuple, float] = {}        # time of the last answered fetch
         self.errors: list = []
         self._data = None
@@ -161,6 +167,35 @@ class Consumer(Client):
                 history.event(self.now, self.name, "assign", type_="ok", topic=tp[0], partition=tp[1])
         else:
             history.event(self.now, self.name, "assign", type_="ok", detail="no partitions")
+
+    def group_metadata(self):
+        """The group id, generation and member id, for ``Producer.send_offsets_to_transaction`` (KIP-447)."""
+        from .transactions import GroupMetadata
+        if self.membership is None:
+            raise ConfigError("group_metadata() needs a group.id in the consumer config")
+        m = self.membership
+        return GroupMetadata(m.group, m.generation if m.active else -1, m.member_id if m.active else "")
+
+    def reset_to_committed(self, why="the transaction aborted"):
+        """Forget the positions of every assigned partition and start again from the group's committed offsets
+        (what an application does after aborting a transaction: its offsets did not advance)."""
+        tps = list(self.assignment)
+        self.world.history.event(self.now, self.name, "assign", type_="ok",
+                                 detail=f"back to the committed offsets ({why})")
+        self.positions = {tp: None for tp in tps}
+        self.buffers = {tp: deque() for tp in tps}
+        self.fetching = {}
+        self.last_epoch = {}
+        if tps and self.membership is not None:
+            self._awaiting_committed.update(tps)
+            self.membership.fetch_committed(tps, lambda offsets: self._on_committed(tps, offsets))
+
+    def end_offset(self, tp):
+        """The end of what this consumer can read of ``tp``, as of its last fetch: the high watermark, or the
+        last stable offset for read_committed; None before the first answer."""
+        tp = tuple(tp)
+        ends = self.last_stable if self.isolation == "read_committed" else self.high_watermarks
+        return ends.get(tp)
 
     # ---- commits ----------------------------------------------------------------------------------------
     def consumed(self) -> dict:
@@ -259,19 +294,22 @@ class Consumer(Client):
         for tp in self.assignment:
             buffer = self.buffers.get(tp)
             while buffer and room > 0:
-                offsets, values, keys, payloads, epoch = buffer[0]
+                offsets, values, keys, payloads, epoch, after = buffer[0]
                 if len(offsets) > room:
                     buffer[0] = (offsets[room:], values[room:], keys[room:],
-                                 None if payloads is None else payloads[room:], epoch)
+                                 None if payloads is None else payloads[room:], epoch, after)
                     offsets, values, keys = offsets[:room], values[:room], keys[:room]
                     payloads = None if payloads is None else payloads[:room]
+                    after = int(offsets[-1]) + 1
                 else:
                     buffer.popleft()
+                self.positions[tp] = after
+                self.last_epoch[tp] = epoch
+                if not len(offsets):
+                    continue                      # markers or aborted records: the position moves past them
                 room -= len(offsets)
                 parts.append((tp, offsets, values, keys, payloads))
-                self.positions[tp] = int(offsets[-1]) + 1
-                self.last_epoch[tp] = epoch
-                history.polls(now, self.name, tp[0], tp[1], values, keys, offsets, op)
+                history.polls(now, self.name, tp[0], tp[1], values, keys, offsets, op, self.txn_op)
         self._fetch_all()
         return Records(parts)
 
@@ -323,20 +361,34 @@ class Consumer(Client):
                 self.errors.append(OffsetOutOfRange(f"no committed offset for {tp[0]}-{tp[1]} and "
                                                     "auto.offset.reset=none"))
                 return self._wake()
-            self.fetching[tp] = self.request(leader, P.ListOffsetsRequest(0, tp, which),
-                                             lambda r, tp=tp: self._on_list_offsets(tp, r))
+            token = []
+            self.fetching[tp] = self.request(leader, P.ListOffsetsRequest(0, tp, which, isolation=self.isolation),
+                                             lambda r, tp=tp, t=token: self._on_list_offsets(tp, r, t[0]))
+            token.append(self.fetching[tp])
             return
         last = self.last_epoch.get(tp, -1) if tp in self.validate else -1
         self.fetch_epoch[tp] = epoch
+        token = []
         self.fetching[tp] = self.request(
-            leader, P.FetchRequest(0, tp, position, -1, epoch, last, self.max_wait),
-            lambda r, tp=tp, pos=position: self._on_fetch(tp, pos, r), timeout=self.request_timeout + self.max_wait)
+            leader, P.FetchRequest(0, tp, position, -1, epoch, last, self.max_wait, self.isolation),
+            lambda r, tp=tp, pos=position, t=token: self._on_fetch(tp, pos, r, t[0]),
+            timeout=self.request_timeout + self.max_wait)
+        token.append(self.fetching[tp])
 
     def _block(self, tp):
         self._blocked[tp] = self.now + self.retry_backoff
 
-    def _on_list_offsets(self, tp, response):
-        self.fetching.pop(tp, None)
+    def _stale(self, tp, corr) -> bool:
+        """An answer to a request this consumer has since given up on (the partition was revoked and assigned
+        again, or the position reset): its records must not be buffered a second time."""
+        if self.fetching.get(tp) != corr:
+            return True
+        del self.fetching[tp]
+        return False
+
+    def _on_list_offsets(self, tp, response, corr):
+        if self._stale(tp, corr):
+            return
         if isinstance(response, str) or response.error is not None:
             self._block(tp)
             return self.refresh_metadata()
@@ -344,8 +396,9 @@ class Consumer(Client):
             self.positions[tp] = response.offset
         self._fetch_all()
 
-    def _on_fetch(self, tp, position, response):
-        self.fetching.pop(tp, None)
+    def _on_fetch(self, tp, position, response, corr):
+        if self._stale(tp, corr):
+            return
         if tp not in self.positions or self.positions[tp] != position:
             return self._fetch_all()          # reassigned or moved while the fetch was out
         error = response if isinstance(response, str) else response.error
@@ -368,18 +421,36 @@ class Consumer(Client):
             return
         self.validate.discard(tp)
         self.high_watermarks[tp] = response.high_watermark
+        self.last_stable[tp] = response.last_stable_offset
         self.fetched_at[tp] = self.now
         buffer = self.buffers[tp]
+        # Java's CompletedFetch: an aborted transaction's records are dropped from its first offset until its
+        # ABORT marker; markers (control batches) never reach the application.
+        aborted = sorted(response.aborted, key=lambda a: a[1])
+        aborted_pids, k = set(), 0
         for batch in response.batches:
+            while k < len(aborted) and aborted[k][1] < batch.end:
+                aborted_pids.add(aborted[k][0])
+                k += 1
             if batch.end <= position:
+                continue
+            skip = batch.control is not None or (batch.transactional and batch.producer_id in aborted_pids)
+            if batch.control == "ABORT":
+                aborted_pids.discard(batch.producer_id)
+            if skip:
+                if buffer:
+                    buffer.append((_NONE, _NONE, _NONE, None, batch.epoch, batch.end))
+                else:
+                    self.positions[tp] = batch.end
+                position = batch.end
                 continue
             if batch.base < position:
                 batch = batch.tail(position)
             n = len(batch)
             offsets = np.arange(batch.base, batch.base + n, dtype=np.int64)
-            buffer.append((offsets, batch.values, batch.keys, batch.payloads, batch.epoch))
+            buffer.append((offsets, batch.values, batch.keys, batch.payloads, batch.epoch, batch.end))
             position += n
-        if buffer:
+        if any(len(entry[0]) for entry in buffer):
             self._wake()
         else:
             self._fetch(tp)

@@ -231,7 +231,8 @@ class Membership:
         def answered(response):
             if isinstance(response, P.OffsetFetchResponse) and response.error is None:
                 return on_done(response.offsets)
-            self._lost_coordinator()
+            if not (isinstance(response, P.OffsetFetchResponse) and response.error == P.UNSTABLE_OFFSET_COMMIT):
+                self._lost_coordinator()              # (an unstable offset: a transaction is ending; ask again)
             on_done(None)
 
         if self.coordinator < 0:

@@ -18,6 +18,7 @@ from ..kafka import protocol as P
 from ..kafka.log import Batch
 from .client import Client
 from .partitioner import partition_for
+from .transactions import FENCED, KafkaError, TransactionManager
 
 RETRIABLE = frozenset({
     P.NOT_LEADER_OR_FOLLOWER, P.NOT_ENOUGH_REPLICAS, P.NOT_ENOUGH_REPLICAS_AFTER_APPEND, P.REQUEST_TIMED_OUT,
@@ -25,14 +26,6 @@ RETRIABLE = frozenset({
 })
 REFRESH = frozenset({P.NOT_LEADER_OR_FOLLOWER, P.NETWORK_EXCEPTION, P.REQUEST_TIMED_OUT,
                      P.UNKNOWN_LEADER_EPOCH, P.FENCED_LEADER_EPOCH})
-
-
-class KafkaError(Exception):
-    """A send that failed for good; ``code`` is Kafka's error name."""
-
-    def __init__(self, code, message=""):
-        super().__init__(f"{code}: {message}" if message else code)
-        self.code = code
 
 
 class RecordMetadata(tuple):
@@ -126,6 +119,10 @@ class Producer(Client):
         self.retry_backoff_max = max(config.seconds("retry.backoff.max.ms"), config.seconds("retry.backoff.ms"))
         self.records_per_batch = max(1, config["batch.size"] // max(1, record_size))
         self._rng = world.rng(f"{name}/producer")
+        self.txn = None
+        if config["transactional.id"]:
+            kafka.ensure_transaction_topic()
+            self.txn = TransactionManager(self, config["transactional.id"], config.seconds("transaction.timeout.ms"))
         self.on_restarted = []               # callbacks after a restart (the workload resends there)
         self.outcome_listeners = []          # callbacks (type, values) when sends end
         self.errors: dict[str, int] = {}     # error code -> responses with it, retried or not (Kafka's
@@ -147,7 +144,10 @@ class Producer(Client):
         self._acked_seq: dict[tuple, int] = {}        # highest sequence acknowledged per partition
         self._pump_scheduled = False
         self.outstanding = 0                            # records handed to send() and not yet acknowledged or failed
-        if self.idempotent:
+        self.flush_waiters = []                         # callbacks for when outstanding reaches 0
+        if self.txn is not None:
+            self.txn.reset()                            # the application calls init_transactions()
+        elif self.idempotent:
             self._init_producer_id()
 
     # ---- lifecycle --------------------------------------------------------------------------------------
@@ -158,6 +158,8 @@ class Producer(Client):
         for batch in sorted(batches):
             self._finish(batch, "info" if batch.maybe_written or batch.attempts else "fail", error="CRASHED")
         self.open, self.queued, self.sending = {}, {}, {}
+        if self.txn is not None:
+            self.txn.on_crash()
 
     def on_restart(self):
         super().on_restart()
@@ -174,8 +176,60 @@ class Producer(Client):
     def _on_producer_id(self, response):
         if not isinstance(response, P.InitProducerIdResponse):
             return self.call_later(self.retry_backoff, self._init_producer_id)
-        self.producer_id, self.producer_epoch = response.producer_id, response.producer_epoch
+        self.new_epoch(response.producer_id, response.producer_epoch)
+
+    def new_epoch(self, producer_id, producer_epoch):
+        """A producer id and epoch from InitProducerId (or EndTxn, KIP-890): sequences start again from 0."""
+        self.producer_id, self.producer_epoch = producer_id, producer_epoch
+        self._sequences, self._acked_seq, self._unresolved = {}, {}, set()
+        for queue in self.queued.values():
+            for batch in queue:
+                batch.sequence, batch.wire = -1, None
         self._pump()
+
+    # ---- transactions (KIP-98): SimPy generators for the application, as the Java API's blocking calls ----
+    def _transactional(self, what) -> TransactionManager:
+        if self.txn is None:
+            raise ConfigError(f"{what} needs a transactional.id in the producer config")
+        return self.txn
+
+    def init_transactions(self):
+        """SimPy generator: get the producer id and a new epoch; fences older instances with this
+        transactional.id and aborts what they left open."""
+        return self._transactional("init_transactions()").init_transactions()
+
+    def begin_transaction(self):
+        self._transactional("begin_transaction()").begin_transaction()
+
+    def send_offsets_to_transaction(self, offsets: dict, group_metadata):
+        """SimPy generator: commit the consumer's ``offsets`` (tp -> next offset) with the transaction."""
+        return self._transactional("send_offsets_to_transaction()").send_offsets_to_transaction(
+            {tuple(tp): int(o) for tp, o in offsets.items()}, group_metadata)
+
+    def commit_transaction(self):
+        """SimPy generator: flush, then commit; raises KafkaError if the transaction must be aborted instead."""
+        return self._transactional("commit_transaction()").commit_transaction()
+
+    def abort_transaction(self):
+        """SimPy generator: drop what was not sent, wait for what is in flight, then abort."""
+        return self._transactional("abort_transaction()").abort_transaction()
+
+    def flush(self):
+        """SimPy generator: wait until every record handed to send() has an outcome (or this process dies)."""
+        env, incarnation = self.world.env, self.incarnation
+        while self.outstanding > 0 and self.up and self.incarnation == incarnation:
+            event = env.event()
+            self.flush_waiters.append(lambda _, e=event: e.succeed() if not e.triggered else None)
+            self._pump()
+            yield env.any_of([event, env.timeout(0.1)])
+
+    def drop_unsent(self, error):
+        """Fail every batch not yet sent (abort_transaction, or a fenced producer)."""
+        batches = list(self.open.values()) + [b for q in self.queued.values() for b in q]
+        self.open, self.queued = {}, {}
+        for batch in sorted(batches):
+            batch.sealed = True                  # its linger timer must not send it after all
+            self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
 
     # ---- the application's side -------------------------------------------------------------------------
     def partition(self, topic: str, key) -> int:
@@ -188,6 +242,8 @@ class Producer(Client):
             raise ConfigError(f"unknown topic {topic!r}; known topics: {', '.join(self.kafka.topics)}")
         if not self.up:
             return
+        if self.txn is not None:
+            self.txn.check_send()
         n = len(values)
         self.outstanding += n
         partitions = self.kafka.topics[topic]["partitions"]
@@ -222,13 +278,25 @@ class Producer(Client):
             self._tables[(topic, partitions)] = table
         return table
 
-    def send(self, topic: str, value: int, key=None, payload=None):
-        """Send one record; returns a SimPy event that succeeds with RecordMetadata or fails with KafkaError."""
+    def send(self, topic: str, value: int, key=None, payload=None, partition=None):
+        """Send one record (to ``partition`` if given, as a Java ProducerRecord may name it); returns a SimPy
+        event that succeeds with RecordMetadata or fails with KafkaError."""
         event = self.world.env.event()
         event.defused = True            # a failure nobody waits for must not stop the simulation
         keys = np.array([-1 if key is None else int(key)], np.int64)
-        self.send_many(topic, np.array([value], np.int64), keys, np.array([self.now]),
-                       None if payload is None else [payload], [event])
+        values, times = np.array([value], np.int64), np.array([self.now])
+        payloads = None if payload is None else [payload]
+        if partition is None:
+            self.send_many(topic, values, keys, times, payloads, [event])
+            return event
+        partitions = self.kafka.topics[topic]["partitions"] if topic in self.kafka.topics else 0
+        if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < partitions:
+            raise ConfigError(f"partition={partition!r} is not allowed: {topic!r} has partitions 0..{partitions - 1}")
+        if self.up:
+            if self.txn is not None:
+                self.txn.check_send()
+            self.outstanding += 1
+            self._append((topic, partition), values, keys, times, payloads, [event])
         return event
 
     def _append_sticky(self, topic, partitions, values, keys, times, payloads, futures):
@@ -293,11 +361,14 @@ class Producer(Client):
             if self.producer_id < 0:
                 return
             self._resolve_sequences()
+        txn = self.txn
         now = self.now
         need_metadata = False
         for tp, queue in self.queued.items():
             if tp in self._unresolved:
                 continue                                 # no new sequences until the gap is resolved
+            if txn is not None and queue and not txn.can_send(tp):
+                continue                                 # AddPartitionsToTxn first
             while queue:
                 batch = queue[0]
                 if now - batch.created >= self.delivery_timeout:
@@ -345,7 +416,8 @@ class Producer(Client):
         if batch.wire is None:
             batch.wire = Batch(-1, -1, batch.values, batch.keys, batch.payloads,
                                self.producer_id if self.idempotent else -1,
-                               self.producer_epoch if self.idempotent else -1, batch.sequence, batch.created)
+                               self.producer_epoch if self.idempotent else -1, batch.sequence, batch.created,
+                               transactional=self.txn is not None)
         batch.attempts += 1
         request = P.ProduceRequest(0, batch.tp, batch.wire, self.acks, self.request_timeout)
         if self.acks == "0":
@@ -375,7 +447,9 @@ class Producer(Client):
             if error in REFRESH:
                 self.refresh_metadata()
             expired = self.now - batch.created >= self.delivery_timeout
-            if error in RETRIABLE and batch.attempts <= self.retries and not expired:
+            if self.txn is not None and error in FENCED:
+                self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
+            elif error in RETRIABLE and batch.attempts <= self.retries and not expired:
                 backoff = self._backoff(batch.attempts)
                 batch.retry_at = self.now + backoff
                 insort(self.queued.setdefault(batch.tp, []), batch)
@@ -389,7 +463,9 @@ class Producer(Client):
     def _expire(self, batch):
         """delivery.timeout.ms passed. An idempotent producer must find out whether its sequence has a gap."""
         self._finish(batch, "info" if batch.maybe_written else "fail", error=P.DELIVERY_TIMEOUT)
-        if self.idempotent and batch.sequence >= 0:
+        if self.txn is not None:
+            self.txn.bump_epoch = batch.sequence >= 0  # the abort that must follow starts a new epoch
+        elif self.idempotent and batch.sequence >= 0:
             self._unresolved.add(batch.tp)
 
     def _resolve_sequences(self):
@@ -431,9 +507,14 @@ class Producer(Client):
         times = batch.invoke_times if isinstance(batch.invoke_times, np.ndarray) else \
             np.concatenate(batch.invoke_times or [[]])
         self.outstanding -= len(values)
-        self.world.history.sends(self.now, self.name, type_, tp[0], tp[1], values, keys, times, offsets, error)
-        for listener in self.outcome_listeners:
-            listener(type_, values)
+        if self.txn is None or not self.txn.defer(tp, values, keys, times, type_, offsets, error):
+            self.world.history.sends(self.now, self.name, type_, tp[0], tp[1], values, keys, times, offsets, error)
+            for listener in self.outcome_listeners:
+                listener(type_, values)
+        if self.outstanding == 0 and self.flush_waiters:
+            waiters, self.flush_waiters = self.flush_waiters, []
+            for done in waiters:
+                done(None)
         if batch.futures:
             for i, future in enumerate(batch.futures):
                 if future.triggered:

@@ -1,9 +1,9 @@
 """The network: one-way messages with latency and jitter, FIFO per connection as TCP keeps them, and faults.
 
-Faults are per directed link: *blocked* links (partitions, isolation) lose everything silently; *drop* rules lose
-each transmission with a probability, and, as TCP does, the message is sent again after a retransmission timeout
-(200 ms, doubling) while everything behind it on the connection waits; *slow* nodes multiply the latency of their
-links. A message sent to a crashed node is refused: the sender learns of it one latency later, as a TCP reset; a
+Faults are per directed link: *blocked* links (partitions, isolation) lose everything silently until they heal;
+*drop* rules lose each message independently with a probability (a lossy middlebox: the sender's own timeouts and
+retries are what recover); *slow* nodes multiply the latency of what they send and receive while the fault lasts
+(a message keeps the delay it was sent with). A message sent to a crashed node is refused: the sender learns of it one latency later, as a TCP reset; a
 node that crashes resets its open connections the same way. A client that gives up on a connection opens a new
 one (``reconnect``); what the old one still carries arrives all the same.
 """

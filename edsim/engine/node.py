@@ -18,6 +18,7 @@ class Node:
         self.incarnation = 0
         self._held: list = []
         self._resumed: list = []
+        self.companions: list = []      # nodes in the same process (a service's consumer and its producer)
         world.add(self)
 
     @property
@@ -58,16 +59,22 @@ class Node:
         self.on_crash()
         if self.world.network is not None:
             self.world.network.node_crashed(self)
+        for node in self.companions:
+            node.crash()
 
     def restart(self):
         if self.up:
             return
         self.up = True
+        for node in self.companions:
+            node.restart()
         self.on_restart()
 
     def pause(self):
         if self.up:
             self.paused = True
+            for node in self.companions:
+                node.pause()
 
     def when_running(self):
         """A SimPy event that fires once the node is not paused (at once if it is not)."""
@@ -82,6 +89,8 @@ class Node:
         if not self.paused:
             return
         self.paused = False
+        for node in self.companions:
+            node.resume()
         waiting, self._resumed = self._resumed, []
         for event in waiting:
             event.succeed()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 
 from ..kafka.coordinator import OFFSETS_TOPIC, offsets_partition
+from ..kafka.transactions import TXN_TOPIC
 from .specs import Fault, FaultError
 
 ROLE_TARGETS = ("leader", "followers")
@@ -15,6 +16,7 @@ class Nemesis:
         self.kafka = kafka
         self.topic = topic
         self.groups: list[str] = []           # consumer groups, for the "coordinator" target
+        self.txn_ids: list[str] = []          # transactional ids, for the "txn-coordinator" target
         self.active: list[list] = []          # [fault, undo, names]: faults in force that can heal
         self.applied: list[tuple] = []        # (time, fault, node names) for the record
 
@@ -25,17 +27,20 @@ class Nemesis:
     def check_target(self, target):
         clients = [n for n in self.world.nodes if not n.startswith("broker-") and n != "controller"]
         check_target(target, list(self.kafka.brokers), self.topic,
-                     {t: c["partitions"] for t, c in self.kafka.topics.items()}, clients, self.groups)
+                     {t: c["partitions"] for t, c in self.kafka.topics.items()}, clients, self.groups,
+                     self.txn_ids)
 
     def resolve(self, target) -> list[str]:
         """The node names ``target`` means right now."""
         if isinstance(target, int):
             return [f"broker-{target}"]
-        if str(target).startswith("coordinator") and target != "controller":
-            group = str(target).partition(":")[2] or self.groups[0]
-            n = self.kafka.topics[OFFSETS_TOPIC]["partitions"]
-            state = self.kafka.controller.partitions[(OFFSETS_TOPIC, offsets_partition(group, n))]
-            return [f"broker-{state.leader}"] if state.leader >= 0 else []
+        for prefix, topic, keys in (("coordinator", OFFSETS_TOPIC, self.groups),
+                                    ("txn-coordinator", TXN_TOPIC, self.txn_ids)):
+            if str(target) == prefix or str(target).startswith(prefix + ":"):
+                key = str(target).partition(":")[2] or keys[0]
+                n = self.kafka.topics[topic]["partitions"]
+                state = self.kafka.controller.partitions[(topic, offsets_partition(key, n))]
+                return [f"broker-{state.leader}"] if state.leader >= 0 else []
         role = self._role(target)
         if role is not None:
             state = self.kafka.controller.partitions[role[1]]
@@ -141,7 +146,7 @@ def role_target(target, topic, partitions: dict):
     return role, (name, int(p))
 
 
-def check_target(target, brokers, topic, partitions: dict, clients, groups=()):
+def check_target(target, brokers, topic, partitions: dict, clients, groups=(), txn_ids=()):
     """Raise FaultError unless ``target`` names something a fault can hit; suggest the closest name."""
     allowed = ", ".join(map(str, brokers))
     if isinstance(target, bool) or not isinstance(target, (int, str)):
@@ -153,12 +158,17 @@ def check_target(target, brokers, topic, partitions: dict, clients, groups=()):
         return
     if target == "coordinator" and groups or target.startswith("coordinator:") and target[12:] in groups:
         return
+    if target == "txn-coordinator" and txn_ids or target.startswith("txn-coordinator:") and target[16:] in txn_ids:
+        return
     if role_target(target, topic, partitions) is not None or target == "controller" or target in clients:
         return
-    names = ["leader", "followers", "controller"] + (["coordinator"] if groups else []) + list(clients)
+    names = ["leader", "followers", "controller"] + (["coordinator"] if groups else []) + (
+        ["txn-coordinator"] if txn_ids else []) + list(clients)
     close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else "."
     raise FaultError(f"target={target!r} is not allowed{hint} Use a broker id ({allowed}), 'leader', 'followers', "
                      f"'leader:<topic>-<partition>', 'controller', "
                      + ("'coordinator' (of the consumer group), " if groups else "")
+                     + ("'txn-coordinator' (of the first transactional.id, or 'txn-coordinator:<id>'), "
+                        if txn_ids else "")
                      + f"or a client name ({', '.join(clients) or 'none yet'})")

@@ -5,12 +5,15 @@ from ..engine import Node
 from ..engine.network import Disconnected
 from . import protocol as P
 from .coordinator import OFFSETS_TOPIC, GroupCoordinator, offsets_partition
+from .transactions import TXN_TOPIC, TransactionCoordinator
 
 TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expiry, ISR checks, checkpoints)
 GROUP_REQUESTS = (P.JoinGroupRequest, P.SyncGroupRequest, P.HeartbeatRequest, P.LeaveGroupRequest,
-                  P.OffsetCommitRequest, P.OffsetFetchRequest)
+                  P.OffsetCommitRequest, P.OffsetFetchRequest, P.TxnOffsetCommitRequest)
+TXN_REQUESTS = (P.AddPartitionsToTxnRequest, P.AddOffsetsToTxnRequest, P.EndTxnRequest)
 REFUSED_WHILE_STARTING = (P.ProduceRequest, P.FetchRequest, P.MetadataRequest, P.ListOffsetsRequest,
-                          P.InitProducerIdRequest, P.ApiVersionsRequest, P.FindCoordinatorRequest) + GROUP_REQUESTS
+                          P.InitProducerIdRequest, P.ApiVersionsRequest, P.FindCoordinatorRequest,
+                          P.WriteTxnMarkersRequest) + GROUP_REQUESTS + TXN_REQUESTS
 
 
 class Broker(Node):
@@ -40,6 +43,7 @@ class Broker(Node):
         self.alter_pending: dict[int, object] = {}
         self.has_waiting = False
         self.coordinator = GroupCoordinator(self)
+        self.txn_coordinator = TransactionCoordinator(self)
         self._next_isr_check = self.now + self.lag_max / 2
         self._next_checkpoint = self.now + self.checkpoint_interval
         for replica in self.replicas.values():
@@ -90,6 +94,8 @@ class Broker(Node):
                 replica.hw_checkpoint = replica.hw
         if self.coordinator.groups:
             self.coordinator.tick()
+        if self.txn_coordinator.txns:
+            self.txn_coordinator.tick()
         for replica in self.replicas.values():
             if replica.role == "follower" and replica.fetch_corr not in (None, -1) \
                     and now - replica.fetch_sent > self.fetch_timeout + replica.broker.fetch_wait:
@@ -145,7 +151,19 @@ class Broker(Node):
         elif kind is P.ListOffsetsRequest:
             self._list_offsets(message)
         elif kind is P.InitProducerIdRequest:
-            self.send(message.reply_to, P.InitProducerIdResponse(message.corr, self.cluster.allocate_producer_id()))
+            if message.transactional_id is None:
+                self.send(message.reply_to, P.InitProducerIdResponse(message.corr,
+                                                                     self.cluster.allocate_producer_id()))
+            else:
+                reply_to = message.reply_to
+                self.txn_coordinator.handle(message, lambda response: self.send(reply_to, response))
+        elif kind in TXN_REQUESTS:
+            reply_to = message.reply_to
+            self.txn_coordinator.handle(message, lambda response: self.send(reply_to, response))
+        elif kind is P.WriteTxnMarkersRequest:
+            self._write_marker(message)
+        elif kind is P.WriteTxnMarkersResponse:
+            self.txn_coordinator.marker_written(message)
         elif kind is Disconnected:
             self._disconnected(message.peer, message.message)
 
@@ -189,19 +207,44 @@ class Broker(Node):
         dst = req.reply_to
         corr, tp = req.corr, req.tp
 
-        def reply(error, batches=(), diverging=None):
+        def reply(error, batches=(), diverging=None, aborted=()):
             log = replica.log
-            self.send(dst, P.FetchResponse(corr, tp, error, batches, replica.hw, log.start, log.end, diverging))
+            lso = replica.last_stable_offset if req.replica < 0 else -1
+            self.send(dst, P.FetchResponse(corr, tp, error, batches, replica.hw, log.start, log.end, diverging,
+                                           lso, aborted))
 
         if replica is None:
             return self.send(dst, P.FetchResponse(corr, tp, P.NOT_LEADER_OR_FOLLOWER))
         replica.handle_fetch(req, reply)
 
+    def internal_leadership(self, replica, gained: bool):
+        """This broker became (or stopped being) leader of a partition of an internal topic: the group or
+        transaction coordinator of that partition moves with it."""
+        coordinator = self.coordinator if replica.tp[0] == OFFSETS_TOPIC else self.txn_coordinator
+        if gained:
+            coordinator.became_leader(replica)
+        else:
+            coordinator.lost_leadership(replica)
+
+    def _write_marker(self, req):
+        replica = self.replicas.get(req.tp)
+        dst, corr, tp = req.reply_to, req.corr, req.tp
+
+        def reply(error, base=-1):
+            if error is None and tp[0] == OFFSETS_TOPIC:
+                self.coordinator.transaction_ended(tp, req.producer_id, req.commit)
+            self.send(dst, P.WriteTxnMarkersResponse(corr, tp, error))
+
+        if replica is None:
+            return reply(P.NOT_LEADER_OR_FOLLOWER)
+        replica.handle_marker(req, reply)
+
     def _find_coordinator(self, req):
-        topic = self.cluster.topics.get(OFFSETS_TOPIC)
+        internal = OFFSETS_TOPIC if req.key_type == "group" else TXN_TOPIC
+        topic = self.cluster.topics.get(internal)
         leader = -1
         if topic is not None:
-            state = self.metadata.get((OFFSETS_TOPIC, offsets_partition(req.group, topic["partitions"])))
+            state = self.metadata.get((internal, offsets_partition(req.group, topic["partitions"])))
             leader = state.leader if state is not None else -1
         error = None if leader >= 0 else P.COORDINATOR_NOT_AVAILABLE
         self.send(req.reply_to, P.FindCoordinatorResponse(req.corr, error, leader))
@@ -210,7 +253,10 @@ class Broker(Node):
         replica = self.replicas.get(req.tp)
         if replica is None or replica.role != "leader":
             return self.send(req.reply_to, P.ListOffsetsResponse(req.corr, req.tp, P.NOT_LEADER_OR_FOLLOWER))
-        offset = replica.log.start if req.which == "earliest" else replica.hw
+        if req.which == "earliest":
+            offset = replica.log.start
+        else:
+            offset = replica.last_stable_offset if req.isolation == "read_committed" else replica.hw
         self.send(req.reply_to, P.ListOffsetsResponse(req.corr, req.tp, None, offset, replica.leader_epoch))
 
     def _apply_metadata(self, update: P.MetadataUpdate):

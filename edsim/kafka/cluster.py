@@ -7,6 +7,7 @@ from .broker import Broker
 from .controller import Controller
 from .coordinator import OFFSETS_TOPIC
 from .replica import Replica
+from .transactions import TXN_TOPIC
 
 
 class InvariantViolation(AssertionError):
@@ -90,6 +91,20 @@ class KafkaCluster:
                               f"Set broker={{'offsets.topic.replication.factor': {n}}}")
         self.create_topic(OFFSETS_TOPIC, {"partitions": self.config["offsets.topic.num.partitions"],
                                           "replication.factor": rf})
+
+    def ensure_transaction_topic(self):
+        """Create __transaction_state on first use, as Kafka does when a transactional producer first looks for
+        its coordinator."""
+        if TXN_TOPIC in self.topics:
+            return
+        rf, n = self.config["transaction.state.log.replication.factor"], len(self.brokers)
+        if rf > n:
+            raise ConfigError(f"transaction.state.log.replication.factor={rf} is not allowed with {n} broker(s): "
+                              f"Kafka cannot create {TXN_TOPIC}, and a transactional producer never finds its "
+                              f"coordinator. Set broker={{'transaction.state.log.replication.factor': {n}}}")
+        self.create_topic(TXN_TOPIC, {"partitions": self.config["transaction.state.log.num.partitions"],
+                                      "replication.factor": rf,
+                                      "min.insync.replicas": self.config["transaction.state.log.min.isr"]})
 
     def partitions(self, name: str) -> list[tuple]:
         return [(name, p) for p in range(self.topics[name]["partitions"])]

@@ -57,6 +57,7 @@ class Group:
         self.leader = ""
         self.members: dict[str, Member] = {}
         self.offsets: dict[tuple, int] = {}
+        self.pending: dict[int, dict] = {}        # producer id -> offsets committed in its open transaction
         self.deadline = 0.0
         self.initial_delay_until = 0.0
 
@@ -92,6 +93,9 @@ class GroupCoordinator:
         for group_id in [g for g, grp in self.groups.items() if grp.tp == replica.tp]:
             del self.groups[group_id]
         for batch in replica.log.batches:
+            if batch.control is not None:
+                self._resolve(replica.tp, batch.producer_id, batch.control == "COMMIT")
+                continue
             for record in batch.payloads or ():
                 kind, group_id = record[0], record[1]
                 group = self.groups.get(group_id)
@@ -99,6 +103,8 @@ class GroupCoordinator:
                     group = self.groups[group_id] = Group(group_id, replica.tp)
                 if kind == "offset":
                     group.offsets[record[2]] = record[3]
+                elif kind == "txn-offset":
+                    group.pending.setdefault(batch.producer_id, {})[record[2]] = record[3]
                 else:
                     _, _, group.generation, group.protocol, group.leader, members = record
                     group.members = {}
@@ -121,10 +127,13 @@ class GroupCoordinator:
             group = self.groups[group_id] = Group(group_id, replica.tp)
         return group, replica
 
-    def _write(self, replica, records, done):
-        """Append records to the group's partition with acks=all; ``done(error)`` once committed (or not)."""
+    def _write(self, replica, records, done, producer=None):
+        """Append records to the group's partition with acks=all; ``done(error)`` once committed (or not).
+        ``producer`` = (id, epoch) writes them inside that producer's transaction."""
         n = len(records)
-        batch = Batch(-1, -1, np.full(n, -1, np.int64), np.full(n, -1, np.int64), list(records))
+        pid, epoch = producer if producer is not None else (-1, -1)
+        batch = Batch(-1, -1, np.full(n, -1, np.int64), np.full(n, -1, np.int64), list(records), pid, epoch,
+                      transactional=producer is not None)
         replica.handle_produce(P.ProduceRequest(0, replica.tp, batch, "all", self.commit_timeout),
                                lambda error, base=-1: done(error))
 
@@ -136,7 +145,8 @@ class GroupCoordinator:
             error = P.NOT_COORDINATOR
             reply = {P.JoinGroupRequest: P.JoinGroupResponse, P.SyncGroupRequest: P.SyncGroupResponse,
                      P.HeartbeatRequest: P.HeartbeatResponse, P.LeaveGroupRequest: P.LeaveGroupResponse,
-                     P.OffsetCommitRequest: P.OffsetCommitResponse, P.OffsetFetchRequest: P.OffsetFetchResponse}
+                     P.OffsetCommitRequest: P.OffsetCommitResponse, P.OffsetFetchRequest: P.OffsetFetchResponse,
+                     P.TxnOffsetCommitRequest: P.OffsetCommitResponse}
             return send(reply[kind](message.corr, error))
         if kind is P.JoinGroupRequest:
             self._join(group, message, send)
@@ -150,8 +160,13 @@ class GroupCoordinator:
             send(P.LeaveGroupResponse(message.corr, None))
         elif kind is P.OffsetCommitRequest:
             self._commit(group, replica, message, send)
+        elif kind is P.TxnOffsetCommitRequest:
+            self._txn_commit(group, replica, message, send)
         elif kind is P.OffsetFetchRequest:
             offsets = group.offsets if group is not None else {}
+            if group is not None and any(tp in pending for pending in group.pending.values() for tp in message.tps):
+                # KIP-447: an offset committed in a transaction not yet ended is unstable; the consumer waits
+                return send(P.OffsetFetchResponse(message.corr, P.UNSTABLE_OFFSET_COMMIT))
             send(P.OffsetFetchResponse(message.corr, None, {tp: offsets.get(tp, -1) for tp in message.tps}))
 
     def _join(self, group, req, send):
@@ -310,6 +325,41 @@ class GroupCoordinator:
             send(P.OffsetCommitResponse(req.corr, None if error is None else P.COORDINATOR_NOT_AVAILABLE))
 
         self._write(replica, [("offset", group.group_id, tp, o) for tp, o in offsets.items()], stored)
+
+    def _txn_commit(self, group, replica, req, send):
+        """TxnOffsetCommit: offsets written inside the producer's transaction, visible once its COMMIT marker is
+        written here. KIP-447: the producer sends the consumer's group metadata, so a member that is no longer
+        in the current generation (a zombie after a rebalance) cannot commit."""
+        if req.generation >= 0 or req.member_id:
+            error = self._check_member(group, req.member_id, req.generation)
+            if error is not None:
+                return send(P.OffsetCommitResponse(req.corr, error))
+        offsets = dict(req.offsets)
+
+        def stored(error):
+            if error is None:
+                group.pending.setdefault(req.producer_id, {}).update(offsets)
+            elif error == P.INVALID_PRODUCER_EPOCH:
+                error = P.PRODUCER_FENCED
+            else:
+                error = P.COORDINATOR_NOT_AVAILABLE
+            send(P.OffsetCommitResponse(req.corr, error))
+
+        self._write(replica, [("txn-offset", group.group_id, tp, o) for tp, o in offsets.items()], stored,
+                    producer=(req.producer_id, req.producer_epoch))
+
+    def transaction_ended(self, tp, producer_id, commit):
+        """A marker was written to our partition ``tp``: the transaction's offsets apply, or are dropped."""
+        replica = self.broker.replicas.get(tp)
+        if replica is not None and replica.role == "leader":
+            self._resolve(tp, producer_id, commit)
+
+    def _resolve(self, tp, producer_id, commit):
+        for group in self.groups.values():
+            if group.tp == tp:
+                offsets = group.pending.pop(producer_id, None)
+                if offsets and commit:
+                    group.offsets.update(offsets)
 
     # ---- time -------------------------------------------------------------------------------------------
     def tick(self):

@@ -14,10 +14,10 @@ class Batch:
     """An immutable RecordBatch: ``len(values)`` records from ``base`` on, written in leader ``epoch``."""
 
     __slots__ = ("base", "epoch", "values", "keys", "payloads", "producer_id", "producer_epoch", "sequence",
-                 "created")
+                 "created", "transactional", "control")
 
     def __init__(self, base, epoch, values, keys, payloads=None, producer_id=-1, producer_epoch=-1,
-                 sequence=-1, created=0.0):
+                 sequence=-1, created=0.0, transactional=False, control=None):
         self.base = base
         self.epoch = epoch
         self.values = values
@@ -27,6 +27,8 @@ class Batch:
         self.producer_epoch = producer_epoch
         self.sequence = sequence
         self.created = created
+        self.transactional = transactional      # written inside a transaction (KIP-98)
+        self.control = control                  # None, or "COMMIT" / "ABORT": a transaction marker (one offset)
 
     def __len__(self):
         return len(self.values)
@@ -39,14 +41,15 @@ class Batch:
     def at(self, base, epoch) -> "Batch":
         """This batch placed in a log at ``base`` by a leader of ``epoch``."""
         return Batch(base, epoch, self.values, self.keys, self.payloads, self.producer_id, self.producer_epoch,
-                     self.sequence, self.created)
+                     self.sequence, self.created, self.transactional, self.control)
 
     def head(self, end) -> "Batch":
         """The records of this batch below offset ``end``."""
         k = end - self.base
         return Batch(self.base, self.epoch, self.values[:k], self.keys[:k],
                      None if self.payloads is None else self.payloads[:k],
-                     self.producer_id, self.producer_epoch, self.sequence, self.created)
+                     self.producer_id, self.producer_epoch, self.sequence, self.created, self.transactional,
+                     self.control)
 
     def tail(self, start) -> "Batch":
         """The records of this batch from offset ``start`` on."""
@@ -54,10 +57,12 @@ class Batch:
         return Batch(start, self.epoch, self.values[k:], self.keys[k:],
                      None if self.payloads is None else self.payloads[k:],
                      self.producer_id, self.producer_epoch, self.sequence + k if self.sequence >= 0 else -1,
-                     self.created)
+                     self.created, self.transactional, self.control)
 
     def __repr__(self):
-        return f"Batch(offsets {self.base}..{self.end - 1}, epoch {self.epoch}, {len(self)} records)"
+        kind = f"{self.control} marker" if self.control else (
+            "transactional, " if self.transactional else "") + f"{len(self)} records"
+        return f"Batch(offsets {self.base}..{self.end - 1}, epoch {self.epoch}, {kind})"
 
 
 class Log:
@@ -150,22 +155,30 @@ class Log:
 
 
 class ProducerState:
-    """What a partition leader remembers of each idempotent producer: its epoch and last five batches.
+    """What a partition's replica knows of each idempotent or transactional producer (Kafka's
+    ProducerStateManager): its epoch and last five batches, and the transactions still open here.
 
     Rebuilt from the log after a restart or truncation, as Kafka rebuilds its producer-state snapshot, so a
-    retry after failover is still recognised as a duplicate (KIP-98; 5 batches: ProducerStateEntry).
+    retry after failover is still recognised as a duplicate (KIP-98; 5 batches: ProducerStateEntry), and a new
+    leader knows which transactions are open (the last stable offset) and which were aborted (the aborted
+    transaction index that read_committed fetches carry).
     """
 
     KEEP = 5
 
     def __init__(self):
         self.producers: dict[int, tuple[int, deque]] = {}   # pid -> (epoch, deque of (first seq, last seq, base))
+        self.ongoing: dict[int, int] = {}                   # pid -> first offset of its open transaction
+        self.completed: deque = deque()                     # (first offset, marker end) of ended transactions
+        self.aborted: list[tuple[int, int, int]] = []       # (pid, first offset, marker offset), by marker offset
 
     @classmethod
     def from_log(cls, log: Log) -> "ProducerState":
         state = cls()
         for batch in log.batches:
-            if batch.producer_id >= 0:
+            if batch.control is not None:
+                state.record_marker(batch)
+            elif batch.producer_id >= 0:
                 state.record(batch)
         return state
 
@@ -174,7 +187,45 @@ class ProducerState:
         entry = self.producers.get(pid)
         if entry is None or entry[0] < batch.producer_epoch:
             entry = self.producers[pid] = (batch.producer_epoch, deque(maxlen=self.KEEP))
-        entry[1].append((batch.sequence, batch.sequence + len(batch) - 1, batch.base))
+        if batch.sequence >= 0:
+            entry[1].append((batch.sequence, batch.sequence + len(batch) - 1, batch.base))
+        if batch.transactional and pid not in self.ongoing:
+            self.ongoing[pid] = batch.base
+
+    def record_marker(self, batch: Batch):
+        """A COMMIT or ABORT marker ends the producer's transaction on this partition. A marker of a newer
+        epoch (KIP-890 bumps it at every transaction's end) fences writes of the older one."""
+        pid = batch.producer_id
+        entry = self.producers.get(pid)
+        if entry is None or entry[0] < batch.producer_epoch:
+            self.producers[pid] = (batch.producer_epoch, deque(maxlen=self.KEEP))
+        first = self.ongoing.pop(pid, None)
+        if first is not None:
+            self.completed.append((first, batch.end))
+            if batch.control == "ABORT":
+                self.aborted.append((pid, first, batch.base))
+
+    def check_marker(self, producer_id, producer_epoch):
+        """None, or INVALID_PRODUCER_EPOCH for a marker older than what this replica has seen."""
+        entry = self.producers.get(producer_id)
+        return "INVALID_PRODUCER_EPOCH" if entry is not None and producer_epoch < entry[0] else None
+
+    def first_unstable(self, high_watermark: int):
+        """The first offset of a transaction that is open, or ended by a marker not yet below the high
+        watermark (Kafka's firstUnstableOffset); None if there is none."""
+        done = self.completed
+        while done and done[0][1] <= high_watermark:
+            done.popleft()
+        first = min(self.ongoing.values()) if self.ongoing else None
+        for start, _end in done:
+            if first is None or start < first:
+                first = start
+        return first
+
+    def aborted_between(self, start: int, end: int) -> tuple:
+        """(pid, first offset) of the aborted transactions with records in [start, end): what a read_committed
+        fetch of that range must drop (Kafka's FetchResponse abortedTransactions)."""
+        return tuple((pid, first) for pid, first, marker in self.aborted if first < end and marker >= start)
 
     def check(self, batch: Batch):
         """("append", None) | ("duplicate", base offset) | ("error", code)."""
@@ -184,6 +235,8 @@ class ProducerState:
         epoch, recent = entry
         if batch.producer_epoch < epoch:
             return "error", "INVALID_PRODUCER_EPOCH"
+        if batch.sequence < 0:                 # written by a coordinator for the producer: no sequence
+            return "append", None
         if batch.producer_epoch > epoch:
             return ("append", None) if batch.sequence == 0 else ("error", "OUT_OF_ORDER_SEQUENCE_NUMBER")
         for first, last, base in recent:

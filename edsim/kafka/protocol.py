@@ -70,6 +70,8 @@ class FetchResponse:
     log_start: int = 0
     log_end: int = -1
     diverging_epoch: tuple | None = None   # (epoch, end offset): truncate before fetching again
+    last_stable_offset: int = -1
+    aborted: tuple = ()                    # read_committed: (producer id, first offset) of aborted transactions
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class ListOffsetsRequest:
     tp: tuple
     which: str              # "earliest" | "latest"
     reply_to: str = ""
+    isolation: str = "read_uncommitted"   # latest is the LSO for read_committed
 
 
 @dataclass(slots=True)
@@ -117,6 +120,8 @@ class ApiVersionsResponse:
 class InitProducerIdRequest:
     corr: int
     reply_to: str = ""
+    transactional_id: str | None = None   # None: an idempotent producer; any broker answers
+    timeout: float = 60.0                 # transaction.timeout.ms, in seconds
 
 
 @dataclass(slots=True)
@@ -124,6 +129,7 @@ class InitProducerIdResponse:
     corr: int
     producer_id: int
     producer_epoch: int = 0
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -190,8 +196,9 @@ MEMBER_ID_REQUIRED = "MEMBER_ID_REQUIRED"
 @dataclass(slots=True)
 class FindCoordinatorRequest:
     corr: int
-    group: str
+    group: str                  # the group id, or the transactional id with key_type "transaction"
     reply_to: str = ""
+    key_type: str = "group"
 
 
 @dataclass(slots=True)
@@ -301,3 +308,82 @@ class OffsetFetchResponse:
     corr: int
     error: str | None
     offsets: dict = field(default_factory=dict)   # tp -> committed offset, or -1
+
+
+# ---- transactions (KIP-98, KIP-447, KIP-890) ---------------------------------------------------------------
+PRODUCER_FENCED = "PRODUCER_FENCED"
+CONCURRENT_TRANSACTIONS = "CONCURRENT_TRANSACTIONS"
+INVALID_TXN_STATE = "INVALID_TXN_STATE"
+INVALID_PRODUCER_ID_MAPPING = "INVALID_PRODUCER_ID_MAPPING"
+UNSTABLE_OFFSET_COMMIT = "UNSTABLE_OFFSET_COMMIT"
+TRANSACTION_ABORTED = "TRANSACTION_ABORTED"   # client-side: the send's transaction was aborted
+
+
+@dataclass(slots=True)
+class AddPartitionsToTxnRequest:
+    corr: int
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    partitions: tuple
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class AddOffsetsToTxnRequest:
+    corr: int
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    group: str
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class EndTxnRequest:
+    corr: int
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class TxnResponse:
+    """The answer to AddPartitionsToTxn, AddOffsetsToTxn and EndTxn; EndTxn carries the new epoch (KIP-890)."""
+    corr: int
+    error: str | None
+    producer_epoch: int = -1
+
+
+@dataclass(slots=True)
+class TxnOffsetCommitRequest:
+    """Offsets committed inside a transaction, fenced by the group generation (KIP-447)."""
+    corr: int
+    group: str
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    generation: int
+    member_id: str
+    offsets: dict
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class WriteTxnMarkersRequest:
+    """From a transaction coordinator to a partition leader: write a COMMIT or ABORT marker."""
+    corr: int
+    tp: tuple
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    reply_to: str = ""
+
+
+@dataclass(slots=True)
+class WriteTxnMarkersResponse:
+    corr: int
+    tp: tuple
+    error: str | None

@@ -7,9 +7,23 @@ As follower (``ReplicaFetcherThread``): fetch from the leader, append, truncate 
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import protocol as P
 from .coordinator import OFFSETS_TOPIC
-from .log import Log, ProducerState
+from .log import Batch, Log, ProducerState
+from .transactions import TXN_TOPIC
+
+INTERNAL = (OFFSETS_TOPIC, TXN_TOPIC)
+
+
+_MARKER_VALUE = np.full(1, -1, np.int64)     # a marker's one record: no application value
+
+
+class _MarkerAck:
+    """A marker is acknowledged like an acks=all produce request."""
+    acks = "all"
+    timeout = 30.0
 
 
 class FollowerState:
@@ -65,6 +79,13 @@ class Replica:
             return self.isr
         return tuple(sorted(set(self.isr) | set(self.pending_isr)))
 
+    @property
+    def last_stable_offset(self) -> int:
+        """The LSO: below it every transaction has ended (and its marker is below the high watermark);
+        read_committed consumers read up to here, not to the high watermark (KIP-98)."""
+        first = self.producers.first_unstable(self.hw)
+        return self.hw if first is None or first > self.hw else first
+
     # ---- metadata from the controller --------------------------------------------------------------------
     def apply(self, state: P.PartitionState):
         me = self.broker.id
@@ -91,8 +112,8 @@ class Replica:
         self.followers = {r: FollowerState(now) for r in self.replicas if r != self.broker.id}
         self._fail_waiting_fetches(P.NOT_LEADER_OR_FOLLOWER)
         self.maybe_advance_hw()
-        if self.tp[0] == OFFSETS_TOPIC:
-            self.broker.coordinator.became_leader(self)
+        if self.tp[0] in INTERNAL:
+            self.broker.internal_leadership(self, True)
 
     def _commit_isr(self, state):
         self.isr, self.partition_epoch = state.isr, state.partition_epoch
@@ -105,8 +126,8 @@ class Replica:
         if self.role == "leader":
             self._fail_waiting_produces(P.NOT_LEADER_OR_FOLLOWER)
             self._fail_waiting_fetches(P.NOT_LEADER_OR_FOLLOWER)
-            if self.tp[0] == OFFSETS_TOPIC:
-                self.broker.coordinator.lost_leadership(self)
+            if self.tp[0] in INTERNAL:
+                self.broker.internal_leadership(self, False)
         self.role = "follower"
         self.leader = state.leader
         self.leader_epoch = state.leader_epoch
@@ -159,6 +180,25 @@ class Replica:
         for _deadline, _end, _base, reply in waiting:
             reply(error)
 
+    # ---- leader: transaction markers ----------------------------------------------------------------------
+    def handle_marker(self, req: P.WriteTxnMarkersRequest, reply):
+        """Append a COMMIT or ABORT marker (a control batch of one record: it takes an offset) for the producer's
+        transaction here; answered once the marker is replicated (acks=all), as Kafka's WriteTxnMarkers is."""
+        if self.role != "leader":
+            return reply(P.NOT_LEADER_OR_FOLLOWER)
+        if len(self.isr) < self.effective_min_isr:
+            return reply(P.NOT_ENOUGH_REPLICAS)
+        error = self.producers.check_marker(req.producer_id, req.producer_epoch)
+        if error is not None:
+            return reply(error)
+        marker = Batch(self.log.end, self.leader_epoch, _MARKER_VALUE, _MARKER_VALUE, None, req.producer_id,
+                       req.producer_epoch, -1, self.broker.now, True, "COMMIT" if req.commit else "ABORT")
+        self.log.append(marker)
+        self.producers.record_marker(marker)
+        self._wake_followers()
+        self.maybe_advance_hw()
+        self._acknowledge(_MarkerAck, reply, marker.base, marker.end)
+
     # ---- leader: fetch -----------------------------------------------------------------------------------
     def handle_fetch(self, req: P.FetchRequest, reply):
         if self.role != "leader":
@@ -175,17 +215,25 @@ class Replica:
             return reply(P.OFFSET_OUT_OF_RANGE)
         if req.replica >= 0:
             self._follower_fetched(req.replica, req.offset)
-            limit = log.end
-        else:
-            limit = self.hw
-        if req.offset < limit or req.max_wait <= 0:
+        if req.offset < self._limit(req) or req.max_wait <= 0:
             return self._reply_fetch(req, reply)
         self.waiting_fetch.append([self.broker.now + req.max_wait, req, reply])
         self.broker.has_waiting = True
 
+    def _limit(self, req):
+        """How far a fetcher may read: a follower to the log end, a consumer to the high watermark, a
+        read_committed consumer to the last stable offset."""
+        if req.replica >= 0:
+            return self.log.end
+        return self.last_stable_offset if req.isolation == "read_committed" else self.hw
+
     def _reply_fetch(self, req, reply):
-        limit = self.log.end if req.replica >= 0 else self.hw
-        reply(None, batches=self.log.read(req.offset, limit, self.broker.max_fetch_records))
+        limit = self._limit(req)
+        batches = self.log.read(req.offset, limit, self.broker.max_fetch_records)
+        aborted = ()
+        if req.replica < 0 and req.isolation == "read_committed" and batches and self.producers.aborted:
+            aborted = self.producers.aborted_between(req.offset, batches[-1].end)
+        reply(None, batches=batches, aborted=aborted)
 
     def _wake_followers(self):
         if not self.waiting_fetch:
@@ -204,7 +252,7 @@ class Replica:
         keep = []
         for item in self.waiting_fetch:
             req = item[1]
-            if req.replica < 0 and req.offset < self.hw:
+            if req.replica < 0 and req.offset < self._limit(req):
                 self._reply_fetch(req, item[2])
             else:
                 keep.append(item)
@@ -342,7 +390,9 @@ class Replica:
             if batch.base != log.end:
                 break
             log.append(batch)
-            if batch.producer_id >= 0:
+            if batch.control is not None:
+                self.producers.record_marker(batch)
+            elif batch.producer_id >= 0:
                 self.producers.record(batch)
         self.hw = max(self.hw, min(resp.high_watermark, log.end))
         self.send_fetch()
