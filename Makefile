@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-fast bench clean
+.PHONY: lab test test-fast test-browser bench notebooks clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: $(STAMP)
 	$(PY) -m pytest tests/ -q
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=120 \
 		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/ -q -p no:cacheprovider
+
+test-browser: $(STAMP)
+	$(PY) -m pytest tests/test_browser.py -q -rs
+
+# Re-execute the notebooks in place (nbclient, kernel python3) after changing them; commit the outputs.
+notebooks: $(STAMP)
+	for nb in notebooks/*.ipynb; do $(PY) tools/execute_notebook.py $$nb; done
 
 bench: $(STAMP)
 	$(PY) -m edsim.bench

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -140,6 +141,16 @@ class Scenario:
     def run(self, seed: int | None = None, progress=None) -> "Result":
         """Run it. ``progress(phase, simulated_seconds)``, if given, hears of each phase ("workload", "drain",
         "heal", "catch-up", "done") and every 5 simulated seconds within one: long runs can show it."""
+        return self.start(seed, progress=progress).finish()
+
+    def start(self, seed: int | None = None, progress=None) -> "LiveRun":
+        """The same run, held at t=0 to advance step by step (``edsim.live.LiveRun``): faults can then be injected
+        *now*, as a panel's live mode does; ``.finish()`` ends it exactly as ``run()`` would."""
+        from .live import LiveRun
+        return LiveRun(self, seed, progress)
+
+    def _setup(self, seed, progress):
+        """Build the world of a run and start its workload (``run`` and ``start`` share it)."""
         seed = self.seed if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed={seed!r} is not allowed: seed must be a whole number")
@@ -178,6 +189,14 @@ class Scenario:
             if progress is not None:
                 progress(name, env.now)
 
+        return SimpleNamespace(seed=seed, lab=lab, name=name, workload=workload, nemesis=nemesis, ends=ends,
+                               sampler=sampler, interval=interval, enter=enter)
+
+    def _finish(self, run, scenario=None) -> "Result":
+        """The phases after the start: workload and faults, drain, heal, catch-up (``LiveRun.finish`` calls it)."""
+        lab, workload, nemesis, ends, sampler, enter = (run.lab, run.workload, run.nemesis, run.ends, run.sampler,
+                                                        run.enter)
+        env = lab.env
         env.run(until=workload.produced)                       # 1. the workload and its faults
         if ends and env.now < max(ends):
             env.run(until=max(ends))
@@ -191,7 +210,7 @@ class Scenario:
         env.run(until=workload.catch_up(isolation))            # 3. read everything that is there
         sampler.running = False
         enter("done")
-        return Result(self.replace(seed=seed), lab, workload, sampler, interval)
+        return Result(scenario or self.replace(seed=run.seed), lab, workload, sampler, run.interval)
 
 
 ARGUMENTS = ("brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed")
@@ -228,6 +247,12 @@ class Result:
         if offline:
             self.notes.append("partitions still offline at the end (no eligible leader): "
                               + ", ".join(f"{t}-{p}" for t, p in offline))
+
+    @property
+    def plot(self):
+        """Pictures of this run, as pandas' ``frame.plot``: ``result.plot.log()``, ``.timeline()``, ``.metrics()``."""
+        from .viz import PlotAccessor
+        return PlotAccessor(self)
 
     @property
     def history(self) -> pd.DataFrame:

@@ -2,8 +2,83 @@
 controller's record of leaders and ISRs over time. The checker never sees this; pictures and tests do."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
+
+
+@dataclass
+class ReplicaSnapshot:
+    """One replica at one moment. ``batches`` holds (base, end, leader epoch, kind) with kind "data",
+    "committed" / "aborted" / "open" (transactional records, by the fate of their transaction), or "COMMIT" /
+    "ABORT" (control records); ``values`` the record values at offsets ``log_start``.. (-1 for control records)."""
+    broker: int
+    up: bool
+    paused: bool
+    role: str
+    in_isr: bool
+    log_start: int
+    log_end: int
+    high_watermark: int
+    last_stable_offset: int | None
+    batches: list = field(default_factory=list)
+    values: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+
+@dataclass
+class PartitionSnapshot:
+    """A copy of what one partition's replicas hold at ``time``: pictures draw it after the run has moved on."""
+    time: float
+    topic: str
+    partition: int
+    leader: int
+    leader_epoch: int
+    isr: tuple
+    replicas: list
+
+
+def _kinds(batches) -> list[str]:
+    """Each batch's kind; a transactional batch takes the fate of its producer's next control record."""
+    kinds = [None] * len(batches)
+    fate: dict[int, str] = {}
+    for i in range(len(batches) - 1, -1, -1):
+        b = batches[i]
+        control = getattr(b, "control", None)
+        if control:
+            kinds[i] = str(control).upper()
+            fate[b.producer_id] = "committed" if kinds[i] == "COMMIT" else "aborted"
+        elif getattr(b, "transactional", False):
+            kinds[i] = fate.get(b.producer_id, "open")
+        else:
+            kinds[i] = "data"
+    return kinds
+
+
+def snapshot(kafka, topic: str, partition: int = 0) -> PartitionSnapshot:
+    """Copy the state of ``(topic, partition)`` on every replica (batches are immutable: copying the list will do)."""
+    tp = (topic, partition)
+    state = kafka.controller.partitions[tp]
+    rows = []
+    for bid in state.replicas:
+        broker = kafka.brokers[bid]
+        replica = broker.replicas[tp]
+        log = replica.log
+        batches = list(log.batches)
+        kinds = _kinds(batches)
+        values = np.concatenate([b.values for b in batches]).astype(np.int64) if batches else np.empty(0, np.int64)
+        for b, kind in zip(batches, kinds):
+            if kind in ("COMMIT", "ABORT"):
+                values[b.base - log.start:b.end - log.start] = -1
+        lso = getattr(replica, "last_stable_offset", None)     # arrives with transactions (attribute or method)
+        lso = lso() if callable(lso) else lso
+        rows.append(ReplicaSnapshot(
+            broker=bid, up=broker.up, paused=broker.paused, role=(replica.role or "none") if broker.up else "down",
+            in_isr=bid in state.isr, log_start=log.start, log_end=log.end, high_watermark=replica.hw,
+            last_stable_offset=None if lso is None else int(lso),
+            batches=[(b.base, b.end, b.epoch, k) for b, k in zip(batches, kinds)], values=values))
+    return PartitionSnapshot(kafka.world.now, topic, partition, state.leader, state.leader_epoch, tuple(state.isr),
+                             rows)
 
 
 class Truth:
@@ -54,6 +129,11 @@ class Truth:
         frame = pd.DataFrame(self._kafka.changes, columns=["time", "topic", "partition", "leader", "leader_epoch",
                                                            "isr"])
         return frame[frame["topic"] == (topic or self.topic)].reset_index(drop=True)
+
+    def snapshot(self, partition: int = 0, topic: str | None = None) -> PartitionSnapshot:
+        """Every replica of one partition, copied now: batches by leader epoch (and transaction state), log end,
+        high watermark, last stable offset. ``result.plot.log()`` draws it."""
+        return snapshot(self._kafka, topic or self.topic, partition)
 
     def offline(self) -> list[tuple]:
         """Partitions without a leader at the end of the run."""
