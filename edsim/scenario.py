@@ -273,7 +273,7 @@ class Result:
     def members(self) -> pd.DataFrame:
         """Per workload consumer: records polled and processed, commits acknowledged and refused, assignments."""
         h = self.history
-        h = h[h["process"].astype(str).str.startswith("consumer-")]
+        h = h[h["process"].astype(str).str.fullmatch(r"consumer-\d+")]
         rows = []
         for name, g in h.groupby("process", observed=True):
             commits = g[g["f"] == "commit"]

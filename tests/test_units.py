@@ -364,3 +364,26 @@ def test_producer_state_tracks_open_and_aborted_transactions():
     assert state.first_unstable(high_watermark=4) is None
     assert state.aborted_between(0, 4) == ((7, 0),) and state.aborted_between(3, 4) == ()
     assert ProducerState.from_log(log).aborted == state.aborted
+
+
+def test_unkeyed_records_move_on_after_batch_size_bytes_whatever_linger_closes():
+    """KIP-794 (Kafka 3.3+): the sticky partition changes once batch.size bytes went to it, so a short linger.ms
+    that closes small batches still spreads unkeyed records over every partition."""
+    import edsim
+    r = edsim.simulate(topic={"partitions": 3}, workload={"messages": 3000, "keys": 0, "rate": 1000}, seed=1)
+    sent = r.history.query("f == 'send' and type == 'ok'")
+    per_partition = sent["partition"].value_counts()
+    assert len(per_partition) == 3 and per_partition.min() > 500
+    runs = (sent.sort_values("offset").groupby("partition")["value"].apply(lambda v: v.diff().ne(1).sum()))
+    assert (runs > 1).all()                      # each partition received several separate runs of records
+
+
+def test_a_group_made_with_the_low_level_api_gets_its_partitions():
+    """Kafka creates __consumer_offsets when a group first needs its coordinator."""
+    import edsim
+    c = edsim.Cluster(brokers=3, seed=1)
+    c.create_topic("orders", partitions=3)
+    k = c.consumer({"group.id": "billing"})
+    k.subscribe(["orders"])
+    c.run(until=5)                               # group.initial.rebalance.delay.ms is 3000 by default
+    assert sorted(k.assignment) == [("orders", 0), ("orders", 1), ("orders", 2)]

@@ -61,6 +61,8 @@ class Consumer(Client):
         self.txn_op = -1                     # the application's open transaction (consume-transform-produce)
         self.assignment: list[tuple] = []
         self.membership = Membership(self, self.config) if self.config["group.id"] else None
+        if self.membership is not None:
+            kafka.ensure_offsets_topic()     # Kafka creates __consumer_offsets when a group first needs it
         self.closed = False
         self.on_restarted = []               # callbacks after a restart (the application subscribes again)
         self._reset_consumer()

@@ -137,7 +137,7 @@ class Producer(Client):
         self.queued: dict[tuple, list] = {}            # sealed batches waiting to be sent, in order
         self.sending: dict[int, SendBatch] = {}       # corr -> batch in flight
         self.in_flight: dict[int, int] = {}           # broker id -> requests in flight
-        self._sticky: dict[str, int] = {}
+        self._sticky: dict[str, tuple] = {}           # topic -> (sticky partition, records sent to it)
         self._tables: dict[tuple, np.ndarray] = {}
         self._order = 0
         self._unresolved: set = set()                  # partitions with an expired batch (KIP-360)
@@ -300,22 +300,23 @@ class Producer(Client):
         return event
 
     def _append_sticky(self, topic, partitions, values, keys, times, payloads, futures):
-        """Records without a key stick to one partition until its batch is full (KIP-480, KIP-794)."""
+        """Records without a key stick to one partition until batch.size bytes have gone to it, then another is
+        chosen (KIP-794, Kafka 3.3+; KIP-480 switched when a batch closed, which a short linger.ms does before
+        the batch is full)."""
         start = 0
         while start < len(values):
-            p = self._sticky.get(topic)
+            p, sent = self._sticky.get(topic, (None, 0))
             if p is None:
-                p = self._sticky[topic] = self._rng.randrange(partitions)
-            tp = (topic, p)
-            batch = self.open.get(tp)
-            room = self.records_per_batch - (len(batch) if batch else 0)
-            end = min(len(values), start + room)
+                p = self._rng.randrange(partitions)
+            end = min(len(values), start + self.records_per_batch - sent)
             sl = slice(start, end)
-            self._append(tp, values[sl], keys[sl], times[sl], None if payloads is None else payloads[sl],
+            self._append((topic, p), values[sl], keys[sl], times[sl], None if payloads is None else payloads[sl],
                          None if futures is None else futures[sl])
-            if tp not in self.open:          # the batch filled up and was sealed: stick elsewhere
+            sent += end - start
+            if sent >= self.records_per_batch:     # batch.size bytes went to p: stick elsewhere
                 others = [q for q in range(partitions) if q != p] or [p]
-                self._sticky[topic] = others[self._rng.randrange(len(others))]
+                p, sent = others[self._rng.randrange(len(others))], 0
+            self._sticky[topic] = (p, sent)
             start = end
 
     def _append(self, tp, values, keys, times, payloads, futures):
