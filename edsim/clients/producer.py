@@ -445,6 +445,12 @@ class Producer(Client):
             self.errors[error] = self.errors.get(error, 0) + 1
             if error in P.OUTCOME_UNKNOWN:
                 batch.maybe_written = True
+            if (error == P.OUT_OF_ORDER_SEQUENCE_NUMBER and self.idempotent and self.txn is None
+                    and batch.sequence == self._acked_seq.get(batch.tp, -1) + 1):
+                # Java's TransactionManager (KIP-360): the refused batch is the next after the last acknowledged
+                # one, so the partition lost acknowledged records (an unclean election, a truncation); sequences
+                # can only start again in a new epoch, bumped once nothing is in flight.
+                self._unresolved.add(batch.tp)
             if error in REFRESH:
                 self.refresh_metadata()
             expired = self.now - batch.created >= self.delivery_timeout

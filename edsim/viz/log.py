@@ -84,7 +84,8 @@ def log_figure(state, history=None, window=None, title=None, figsize=None) -> Fi
             ax.axhspan(i - 0.5, i + 0.5, color="black", alpha=0.25 if not r.up else 0.1, linewidth=0)
         if r.up:                                        # a crashed broker's high watermark is not in memory
             ax.vlines(r.high_watermark, i - 0.45, i + 0.45, colors="black", linewidth=2.5)
-        ax.plot([r.log_end], [i], marker="<", color="black", markersize=7, clip_on=False)
+        if lo <= r.log_end <= lo + width:             # outside the window the marker would stretch the figure
+            ax.plot([r.log_end], [i], marker="<", color="black", markersize=7, clip_on=False)
         if r.last_stable_offset is not None:
             ax.vlines(r.last_stable_offset, i - 0.45, i + 0.45, colors="black", linewidth=1.5, linestyles=":")
     labels = []
