@@ -127,3 +127,22 @@ def test_streams_differ_by_name_and_by_seed():
     assert draws(World(11), "network") != draws(World(11), "workload")
     assert draws(World(11), "network") != draws(World(12), "network")
     assert draws(World(11), "network") == draws(World(11), "network")
+
+
+def test_runs_do_not_depend_on_pythons_hash_seed():
+    """Iterating a set of topic-partitions follows Python's string hashing, which PYTHONHASHSEED randomises per
+    process: the model must never let that order reach the simulation (two processes, two hash seeds)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import hashlib, edsim; from edsim import faults; r = edsim.Scenario(workload={'messages': 800, "
+            "'consumers': 2, 'pipeline': 'exactly_once_v2', 'transaction_size': 10}, topic={'partitions': 3}, "
+            "consumer={'isolation.level': 'read_committed', 'session.timeout.ms': 6000, "
+            "'heartbeat.interval.ms': 2000}, faults=[faults.crash('consumer-1', at=1.0, restart_after=1.0)], "
+            "seed=3).run(); print(hashlib.sha256(r.history.to_csv().encode()).hexdigest())")
+    digests = set()
+    for hash_seed in ("0", "1"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        digests.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True).stdout.strip())
+    assert len(digests) == 1

@@ -480,7 +480,7 @@ class Producer(Client):
         expired batch, either later batches were acknowledged (so the expired one was written: nothing to do) or
         the sequence has a gap, and only a new epoch with sequences from 0 lets the producer go on (KIP-360)."""
         busy = {b.tp for b in self.sending.values()}
-        for tp in list(self._unresolved):
+        for tp in sorted(self._unresolved):            # sorted: no hash order
             if tp in busy:
                 continue
             if self._acked_seq.get(tp, -1) + 1 == self._sequences.get(tp, 0):

@@ -211,7 +211,7 @@ class TransactionCoordinator:
 
     # ---- phase two: markers -----------------------------------------------------------------------------
     def _send_markers(self, txn):
-        txn.markers = {tp: [None, -1, self.now] for tp in txn.partitions}
+        txn.markers = {tp: [None, -1, self.now] for tp in sorted(txn.partitions)}   # sorted: no hash order
         if not txn.markers:
             return self._complete(txn)
         for tp in list(txn.markers):
