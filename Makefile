@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test test-fast test-browser bench notebooks clean
+.PHONY: lab test test-fast test-browser bench notebooks student clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 	$(PY) -m pytest tests/ -q
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=120 \
 		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/ -q -p no:cacheprovider
+	$(MAKE) student
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=120 build/student -q -p no:cacheprovider
+
+# Learner copies: solution cells blanked, outputs cleared (build/student/).
+student: $(STAMP)
+	$(PY) tools/student.py build/student
 
 test-browser: $(STAMP)
 	$(PY) -m pytest tests/test_browser.py -q -rs
