@@ -10,9 +10,9 @@ from .transactions import TXN_TOPIC, TransactionCoordinator
 TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expiry, ISR checks, checkpoints)
 GROUP_REQUESTS = (P.JoinGroupRequest, P.SyncGroupRequest, P.HeartbeatRequest, P.LeaveGroupRequest,
                   P.OffsetCommitRequest, P.OffsetFetchRequest, P.TxnOffsetCommitRequest)
-TXN_REQUESTS = (P.AddPartitionsToTxnRequest, P.AddOffsetsToTxnRequest, P.EndTxnRequest)
+TXN_REQUESTS = (P.InitProducerIdRequest, P.AddPartitionsToTxnRequest, P.AddOffsetsToTxnRequest, P.EndTxnRequest)
 REFUSED_WHILE_STARTING = (P.ProduceRequest, P.FetchRequest, P.MetadataRequest, P.ListOffsetsRequest,
-                          P.InitProducerIdRequest, P.ApiVersionsRequest, P.FindCoordinatorRequest,
+                          P.ApiVersionsRequest, P.FindCoordinatorRequest,
                           P.WriteTxnMarkersRequest) + GROUP_REQUESTS + TXN_REQUESTS
 
 
@@ -150,13 +150,8 @@ class Broker(Node):
             self.send(message.reply_to, P.ApiVersionsResponse(message.corr))
         elif kind is P.ListOffsetsRequest:
             self._list_offsets(message)
-        elif kind is P.InitProducerIdRequest:
-            if message.transactional_id is None:
-                self.send(message.reply_to, P.InitProducerIdResponse(message.corr,
-                                                                     self.cluster.allocate_producer_id()))
-            else:
-                reply_to = message.reply_to
-                self.txn_coordinator.handle(message, lambda response: self.send(reply_to, response))
+        elif kind is P.InitProducerIdRequest and message.transactional_id is None:
+            self.send(message.reply_to, P.InitProducerIdResponse(message.corr, self.cluster.allocate_producer_id()))
         elif kind in TXN_REQUESTS:
             reply_to = message.reply_to
             self.txn_coordinator.handle(message, lambda response: self.send(reply_to, response))

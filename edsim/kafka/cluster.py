@@ -82,29 +82,26 @@ class KafkaCluster:
 
     def ensure_offsets_topic(self):
         """Create __consumer_offsets on first use, as Kafka does when a group first looks for its coordinator."""
-        if OFFSETS_TOPIC in self.topics:
-            return
-        rf, n = self.config["offsets.topic.replication.factor"], len(self.brokers)
-        if rf > n:
-            raise ConfigError(f"offsets.topic.replication.factor={rf} is not allowed with {n} broker(s): Kafka "
-                              f"cannot create {OFFSETS_TOPIC}, and a consumer group never finds its coordinator. "
-                              f"Set broker={{'offsets.topic.replication.factor': {n}}}")
-        self.create_topic(OFFSETS_TOPIC, {"partitions": self.config["offsets.topic.num.partitions"],
-                                          "replication.factor": rf})
+        self._ensure_internal(OFFSETS_TOPIC, "offsets.topic", "a consumer group")
 
     def ensure_transaction_topic(self):
         """Create __transaction_state on first use, as Kafka does when a transactional producer first looks for
         its coordinator."""
-        if TXN_TOPIC in self.topics:
+        self._ensure_internal(TXN_TOPIC, "transaction.state.log", "a transactional producer",
+                              min_isr=self.config["transaction.state.log.min.isr"])
+
+    def _ensure_internal(self, name, prefix, who, min_isr=None):
+        if name in self.topics:
             return
-        rf, n = self.config["transaction.state.log.replication.factor"], len(self.brokers)
+        rf, n = self.config[f"{prefix}.replication.factor"], len(self.brokers)
         if rf > n:
-            raise ConfigError(f"transaction.state.log.replication.factor={rf} is not allowed with {n} broker(s): "
-                              f"Kafka cannot create {TXN_TOPIC}, and a transactional producer never finds its "
-                              f"coordinator. Set broker={{'transaction.state.log.replication.factor': {n}}}")
-        self.create_topic(TXN_TOPIC, {"partitions": self.config["transaction.state.log.num.partitions"],
-                                      "replication.factor": rf,
-                                      "min.insync.replicas": self.config["transaction.state.log.min.isr"]})
+            raise ConfigError(f"{prefix}.replication.factor={rf} is not allowed with {n} broker(s): Kafka cannot "
+                              f"create {name}, and {who} never finds its coordinator. "
+                              f"Set broker={{'{prefix}.replication.factor': {n}}}")
+        config = {"partitions": self.config[f"{prefix}.num.partitions"], "replication.factor": rf}
+        if min_isr is not None:
+            config["min.insync.replicas"] = min_isr
+        self.create_topic(name, config)
 
     def partitions(self, name: str) -> list[tuple]:
         return [(name, p) for p in range(self.topics[name]["partitions"])]

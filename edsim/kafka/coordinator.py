@@ -33,6 +33,15 @@ def offsets_partition(group: str, partitions: int) -> int:
     return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
+def leading_replica(broker, topic, key):
+    """The replica of ``topic``'s partition for ``key`` if ``broker`` leads it (a coordinator's partition)."""
+    config = broker.cluster.topics.get(topic)
+    if config is None:
+        return None
+    replica = broker.replicas.get((topic, offsets_partition(key, config["partitions"])))
+    return replica if replica is not None and replica.role == "leader" else None
+
+
 class Member:
     __slots__ = ("member_id", "instance_id", "client", "protocols", "topics", "owned", "session_timeout",
                  "rebalance_timeout", "last_heartbeat", "join_reply", "sync_reply", "assignment")
@@ -81,12 +90,7 @@ class GroupCoordinator:
 
     # ---- ownership: follows the leadership of __consumer_offsets partitions ------------------------------
     def _replica(self, group_id):
-        partitions = self.broker.cluster.topics.get(OFFSETS_TOPIC)
-        if partitions is None:
-            return None
-        tp = (OFFSETS_TOPIC, offsets_partition(group_id, partitions["partitions"]))
-        replica = self.broker.replicas.get(tp)
-        return replica if replica is not None and replica.role == "leader" else None
+        return leading_replica(self.broker, OFFSETS_TOPIC, group_id)
 
     def became_leader(self, replica):
         """Load every group of this partition from its log (offset commits and membership records)."""

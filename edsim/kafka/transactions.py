@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import protocol as P
-from .coordinator import OFFSETS_TOPIC, offsets_partition
+from .coordinator import OFFSETS_TOPIC, leading_replica, offsets_partition
 from .log import Batch
 
 TXN_TOPIC = "__transaction_state"
@@ -63,11 +63,7 @@ class TransactionCoordinator:
 
     # ---- ownership: follows the leadership of __transaction_state partitions -----------------------------
     def _replica(self, tid):
-        topic = self.broker.cluster.topics.get(TXN_TOPIC)
-        if topic is None:
-            return None
-        replica = self.broker.replicas.get((TXN_TOPIC, offsets_partition(tid, topic["partitions"])))
-        return replica if replica is not None and replica.role == "leader" else None
+        return leading_replica(self.broker, TXN_TOPIC, tid)
 
     def became_leader(self, replica):
         """Load the transactions of this partition from its log; finish any that were being prepared."""
