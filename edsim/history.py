@@ -148,14 +148,10 @@ class History:
         def per_chunk(field, dtype):
             return np.repeat(np.asarray(field, dtype), counts)
 
-        def per_record(field, dtype):
-            return np.concatenate([np.asarray(x, dtype) if np.ndim(x) else np.full(n, x, dtype)
-                                   for x, n in zip(field, m)])
-
         def mixed(field, dtype):
-            if any(np.ndim(x) for x in field):
-                return per_record(field, dtype)
-            return per_chunk(field, dtype)
+            """Arrays, or one scalar for the whole chunk; numpy converts the dtype once, at the end."""
+            arrays = [np.full(n, x, dtype) if np.isscalar(x) else x for x, n in zip(field, m)]
+            return np.concatenate(arrays).astype(dtype, copy=False)
 
         return {
             "time": per_chunk(time, float), "process": per_chunk(proc, np.int32), "type": per_chunk(type_, np.int8),
