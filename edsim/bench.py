@@ -97,6 +97,8 @@ def main(argv=None):
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--json", default="bench-results.json")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check that the benchmark runs")
+    parser.add_argument("--plot", default="bench-scaling.png",
+                        help="where to save the picture of time against records and against partitions")
     args = parser.parse_args(argv)
     from . import simulate
 
@@ -126,9 +128,49 @@ def main(argv=None):
     print(f"edsim benchmark, {args.records:,} records")
     for name, value in rows.items():
         print(f"  {name:<{width}}  {value:>14,.3f}")
+    scale = scaling(args.records, quick=args.quick)
+    for kind, points in scale.items():
+        print(f"  seconds against {kind}: " + ", ".join(f"{n:,} → {t:.2f}" for n, t in points))
+    if args.plot:
+        plot_scaling(scale, args.plot)
     with open(args.json, "w") as out:
-        json.dump({"records": args.records, **rows}, out, indent=2)
+        json.dump({"records": args.records, **rows, "scaling": scale}, out, indent=2)
     return rows
+
+
+def scaling(records: int, quick: bool = False) -> dict:
+    """Run time against records (10^4 up to ``records``, 6 partitions) and against partitions (10^5 records):
+    cost should grow linearly with both."""
+    from . import simulate
+
+    def timed(n, partitions):
+        start = time.perf_counter()
+        simulate(topic={"partitions": partitions}, workload={"messages": n, "rate": 100_000, "consumers": 3,
+                                                               "keys": 100}, seed=1)
+        return time.perf_counter() - start
+
+    sizes = [n for n in (10_000, 100_000, 1_000_000) if n <= records] or [records]
+    counts = [1, 3] if quick else [1, 3, 6, 12]
+    per_partitions = min(records, 100_000)
+    return {"records": [(n, timed(n, 6)) for n in sizes],
+            "partitions": [(p, timed(per_partitions, p)) for p in counts]}
+
+
+def plot_scaling(scale: dict, path: str):
+    """The scaling rows as a picture (log-log against records, linear against partitions)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.2))
+    left, right = fig.subplots(1, 2)
+    n, t = zip(*scale["records"])
+    left.loglog(n, t, "o-")
+    left.set(xlabel="records", ylabel="seconds", title="run time against records (6 partitions)")
+    p, t = zip(*scale["partitions"])
+    right.plot(p, t, "o-")
+    right.set(xlabel="partitions", ylabel="seconds", title="run time against partitions (10^5 records)",
+              ylim=(0, None))
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
 
 
 if __name__ == "__main__":

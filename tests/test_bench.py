@@ -6,10 +6,12 @@ from edsim import bench
 
 def test_the_benchmark_runs_and_writes_its_table(tmp_path):
     out = tmp_path / "bench.json"
-    rows = bench.main(["--quick", "--records", "3000", "--json", str(out)])
+    rows = bench.main(["--quick", "--records", "3000", "--json", str(out), "--plot", str(tmp_path / "scale.png")])
     saved = json.loads(out.read_text())
     assert saved["records"] == 3000
     for name in ("bare SimPy events/s", "hand-rolled model records/s", "edsim / bare SimPy", "edsim / hand-rolled",
                  "checker seconds per million history rows", "peak memory, MB",
                  "panel re-run (Run button), seconds"):
         assert saved[name] == rows[name] and rows[name] > 0
+    assert [n for n, _ in saved["scaling"]["partitions"]] == [1, 3]
+    assert all(t > 0 for _, t in saved["scaling"]["records"]) and (tmp_path / "scale.png").stat().st_size > 0
