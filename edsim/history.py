@@ -74,6 +74,7 @@ class History:
         self._topic = _Codes([""])
         self._error = _Codes([""])
         self._detail: dict[int, str] = {}
+        self._columns = None              # (chunks when built, columns)
 
     def __len__(self):
         return self._rows
@@ -134,7 +135,18 @@ class History:
 
     # ---- export -------------------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
-        """The history as numpy columns (codes for strings); the checker works on these."""
+        """The history as numpy columns (codes for strings); the checker works on these. Built once per length
+        of the history and kept (read-only), since the checker, the result and its pictures all ask for them."""
+        cached = self._columns
+        if cached is not None and cached[0] == len(self._chunks):
+            return cached[1]
+        columns = self._build_columns()
+        for array in columns.values():
+            array.flags.writeable = False
+        self._columns = (len(self._chunks), columns)
+        return columns
+
+    def _build_columns(self) -> dict[str, np.ndarray]:
         chunks = self._chunks
         if not chunks:
             empty = {"time": float, "process": np.int32, "type": np.int8, "f": np.int8, "topic": np.int32,
@@ -144,14 +156,25 @@ class History:
         # one Python pass to split the chunks into fields; numpy repeats the per-chunk scalars
         (m, time, proc, type_, f, topic, keys, values, partition, offsets, error, invoke, op, txn) = zip(*chunks)
         counts = np.fromiter(m, np.int64, len(chunks))
+        scalar = (int, float, np.generic)
 
         def per_chunk(field, dtype):
             return np.repeat(np.asarray(field, dtype), counts)
 
         def mixed(field, dtype):
-            """Arrays, or one scalar for the whole chunk; numpy converts the dtype once, at the end."""
-            arrays = [np.full(n, x, dtype) if np.isscalar(x) else x for x, n in zip(field, m)]
-            return np.concatenate(arrays).astype(dtype, copy=False)
+            """A field that is an array in some chunks and one scalar for the whole chunk in others: the
+            scalars are repeated and the arrays concatenated, each in one numpy call."""
+            is_array = np.fromiter((not isinstance(x, scalar) for x in field), bool, len(field))
+            if is_array.all():
+                return np.concatenate(field).astype(dtype, copy=False)
+            scalars = [x for x, a in zip(field, is_array) if not a]
+            if not is_array.any():
+                return np.repeat(np.asarray(scalars, dtype), counts)
+            out = np.empty(self._rows, dtype)
+            rows_of_arrays = np.repeat(is_array, counts)
+            out[rows_of_arrays] = np.concatenate([x for x, a in zip(field, is_array) if a])
+            out[~rows_of_arrays] = np.repeat(np.asarray(scalars, dtype), counts[~is_array])
+            return out
 
         return {
             "time": per_chunk(time, float), "process": per_chunk(proc, np.int32), "type": per_chunk(type_, np.int8),

@@ -14,6 +14,7 @@ import math
 from . import faults as _faults
 from .configs import ConfigError
 from .faults import Fault, FaultError
+from .engine.world import fewer_collections
 from .truth import Truth
 
 LIVE_KINDS = ("crash", "isolate", "pause", "slow")
@@ -78,7 +79,8 @@ class LiveRun:
                 or seconds <= 0:
             raise ConfigError(f"seconds={seconds!r} is not allowed: advance by a finite number of seconds > 0")
         until = self.now + seconds
-        self._run.lab.env.run(until=until)
+        with fewer_collections():
+            self._run.lab.env.run(until=until)
         self.actions.append(("advance", until))
         return self
 

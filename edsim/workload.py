@@ -2,6 +2,8 @@
 catch-up reader that ends every run, so that a record nobody read is lost rather than late."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .clients import CommitFailedException, KafkaError, OffsetOutOfRange
@@ -91,6 +93,42 @@ def pipeline_producer_settings(spec, given, i) -> dict:
     return config
 
 
+class _PartitionPlan:
+    """The workload's records grouped by partition, in arrival order within each: per partition its positions
+    in the arrival order, and its values, keys and arrival times, with a cursor of what was handed over."""
+
+    def __init__(self, workload, partitions, parts):
+        self.workload = workload
+        self.partitions = partitions
+        order = np.argsort(parts, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(parts, minlength=partitions)))).tolist()
+        self.groups = []
+        for p in range(partitions):
+            idx = order[bounds[p]:bounds[p + 1]]
+            if len(idx):
+                self.groups.append([p, idx, workload.values[idx], workload.keys[idx], workload.arrivals[idx], 0])
+
+    def current(self) -> bool:
+        """False once the topic has more partitions (keys move: the producer partitions them again)."""
+        w = self.workload
+        return w.lab.kafka.topics[w.topic]["partitions"] == self.partitions
+
+    def take(self, end: int, floor: float):
+        """Per partition, its records among the first ``end`` not handed over yet; invoked no earlier than
+        ``floor``."""
+        out = []
+        for group in self.groups:
+            p, idx, values, keys, arrivals, lo = group
+            hi = int(idx.searchsorted(end))
+            if hi > lo:
+                times = arrivals[lo:hi]
+                if times[0] < floor:
+                    times = np.maximum(times, floor)
+                out.append((p, values[lo:hi], keys[lo:hi], times))
+                group[5] = hi
+        return out
+
+
 class Workload:
     def __init__(self, lab, topic: str, spec: Config, producer_config=None, consumer_config=None):
         self.lab = lab
@@ -155,21 +193,34 @@ class Workload:
         while env.now < 5.0 and not self._group_ready():
             yield env.timeout(TICK)
         self.arrivals += env.now
+        arrivals = self.arrivals
+        plan = self._partition_plan()
         while self.handed < n:
-            nxt = self.arrivals[self.handed]
-            step = max(TICK, np.ceil((nxt - env.now) / TICK) * TICK)
+            step = max(TICK, math.ceil((float(arrivals[self.handed]) - env.now) / TICK) * TICK)
             yield env.timeout(step)
             if not producer.up:
                 continue                      # the application died with its producer; it resumes later
-            end = int(np.searchsorted(self.arrivals, env.now, side="right"))
+            end = int(arrivals.searchsorted(env.now, side="right"))
             if end > self.handed:
-                sl = slice(self.handed, end)
-                times = np.maximum(self.arrivals[sl], env.now - step)
-                producer.send_many(self.topic, self.values[sl], self.keys[sl], times)
+                floor = env.now - step        # records that waited for a dead producer were invoked at its return
+                if plan is not None and plan.current():
+                    producer.send_grouped(self.topic, plan.take(end, floor))
+                else:
+                    sl = slice(self.handed, end)
+                    times = np.maximum(self.arrivals[sl], floor)
+                    producer.send_many(self.topic, self.values[sl], self.keys[sl], times)
                 self.handed = end
         while producer.outstanding > 0 or not producer.up:
             yield env.timeout(0.05)
         self.produced.succeed()
+
+    def _partition_plan(self):
+        """Keyed records go to partitions the producer can tell in advance: group them once, so that each step
+        hands the producer one slice per partition (None for unkeyed records, which stick by batch size)."""
+        if not self.spec["keys"] or not len(self.values):
+            return None
+        partitions = self.lab.kafka.topics[self.topic]["partitions"]
+        return _PartitionPlan(self, partitions, self.producer.partitions_of(self.topic, self.keys))
 
     def _arrived(self, step):
         """Values that arrived by now and were not handed over yet: (slice, invoke times)."""

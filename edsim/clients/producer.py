@@ -245,29 +245,55 @@ class Producer(Client):
         if self.txn is not None:
             self.txn.check_send()
         n = len(values)
+        if not n:
+            return
         self.outstanding += n
         partitions = self.kafka.topics[topic]["partitions"]
-        keyed = keys >= 0
-        if partitions == 1 and (keyed.all() or not keyed.any()):
+        lowest, highest = int(keys.min()), int(keys.max())
+        all_keyed, none_keyed = lowest >= 0, highest < 0
+        if partitions == 1 and (all_keyed or none_keyed):
             return self._append((topic, 0), values, keys, invoke_times, payloads, futures)
-        if keyed.all():
-            parts = self._partition_table(topic, partitions, int(keys.max()))[keys]
-            order = np.argsort(parts, kind="stable")
+        if all_keyed:
+            # group the records by partition, keeping their order within each (one stable sort)
+            parts = self._partition_table(topic, partitions, highest)[keys]
+            order = parts.argsort(kind="stable")
             sorted_parts = parts[order]
-            cuts = np.flatnonzero(np.diff(sorted_parts)) + 1
-            for idx in np.split(order, cuts):
-                self._append((topic, int(parts[idx[0]])), values[idx], keys[idx], invoke_times[idx],
+            starts = [0, *(np.flatnonzero(sorted_parts[1:] != sorted_parts[:-1]) + 1).tolist()]
+            for a, b, p in zip(starts, starts[1:] + [n], sorted_parts[starts].tolist()):
+                idx = order[a:b]
+                self._append((topic, p), values[idx], keys[idx], invoke_times[idx],
                              None if payloads is None else [payloads[i] for i in idx],
                              None if futures is None else [futures[i] for i in idx])
-        elif not keyed.any():
+        elif none_keyed:
             self._append_sticky(topic, partitions, values, keys, invoke_times, payloads, futures)
         else:
+            keyed = keys >= 0
             self.outstanding -= n
             for mask in (keyed, ~keyed):
                 idx = np.flatnonzero(mask)
                 self.send_many(topic, values[idx], keys[idx], invoke_times[idx],
                                None if payloads is None else [payloads[i] for i in idx],
                                None if futures is None else [futures[i] for i in idx])
+
+    def send_grouped(self, topic: str, groups):
+        """``send_many`` for records the caller already grouped by partition with :meth:`partitions_of`:
+        ``[(partition, values, keys, invoke_times)]`` in ascending partition order, each in arrival order (the
+        workload hands a step's records this way instead of sorting them at every step)."""
+        if not self.up:
+            return
+        if self.txn is not None:
+            self.txn.check_send()
+        self.outstanding += sum(len(g[1]) for g in groups)
+        for partition, values, keys, times in groups:
+            self._append((topic, partition), values, keys, times, None, None)
+
+    def partitions_of(self, topic: str, keys):
+        """The partition each of ``keys`` (a numpy array, all >= 0) goes to now: murmur2 over the topic's
+        current partition count, as Java's default partitioner does."""
+        partitions = self.kafka.topics[topic]["partitions"]
+        if not len(keys):
+            return np.empty(0, np.int64)
+        return self._partition_table(topic, partitions, int(keys.max()))[keys]
 
     def _partition_table(self, topic, partitions, max_key):
         """partition_for(key) for keys 0..max_key, kept per topic and partition count."""

@@ -9,6 +9,8 @@ one (``reconnect``); what the old one still carries arrives all the same.
 """
 from __future__ import annotations
 
+from .world import Timer
+
 
 class Disconnected:
     """Delivered to a sender whose message reached a crashed node (or whose peer crashed)."""
@@ -119,14 +121,15 @@ class Network:
 
     def _schedule(self, src, dst, message):
         link = (src.name, dst.name)
-        now = self.world.env.now
+        env = self.world.env
+        now = env.now
         at = now + self._delay(*link)
-        link = link + (self._connection.get(link, 0),)
-        last = self._last.get(link, 0.0)
+        key = link + (self._connection.get(link, 0),) if self._connection else link + (0,)
+        last = self._last.get(key, 0.0)
         if at < last:
             at = last
-        self._last[link] = at
-        self.world.call_later(at - now, dst.deliver, message, dst.incarnation)
+        self._last[key] = at
+        Timer(env, at - now, dst.deliver, (message, dst.incarnation))
 
     def node_crashed(self, node):
         """Reset every connection to ``node``: its peers hear of it one latency later."""

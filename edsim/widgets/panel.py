@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import faults as F
 from ..configs import ConfigError, EdsimWarning
+from ..engine import fewer_collections
 from ..faults import FaultError
 from ..lab import Cluster
 from ..scenario import Scenario
@@ -262,9 +263,10 @@ class ExperimentPanel:
         start = time.perf_counter()
         self.progress.layout.visibility = "visible"
         self.progress.value = 0
-        result = scenario.run(progress=self._progress)
-        self.progress.layout.visibility = "hidden"
-        self._show_result(result, image=self.end_image if self.live_mode else None)
+        with fewer_collections():
+            result = scenario.run(progress=self._progress)
+            self.progress.layout.visibility = "hidden"
+            self._show_result(result, image=self.end_image if self.live_mode else None)
         self.last_run_seconds = time.perf_counter() - start
         self.status.value = f"done: {result.duration:.1f} simulated s in {self.last_run_seconds:.2f} s"
         return result
