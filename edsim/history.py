@@ -75,6 +75,7 @@ class History:
         self._error = _Codes([""])
         self._detail: dict[int, str] = {}
         self._columns = None              # (chunks when built, columns)
+        self._consts: dict[tuple, np.ndarray] = {}   # (value, dtype) -> a read-only array of that value
 
     def __len__(self):
         return self._rows
@@ -86,10 +87,27 @@ class History:
 
     def _append(self, n, time, process, type_, f, topic, keys, values, partition, offsets, error,
                 invoke_times, op, txn=-1):
+        column = self._column
         self._chunks.append((
             n, float(time), self._process.code(process), _TYPE[type_], _F[f], self._topic.code(topic),
-            keys, values, partition, offsets, self._error.code(error or ""), invoke_times, op, txn))
+            column(keys, n, np.int64), column(values, n, np.int64), column(partition, n, np.int32),
+            column(offsets, n, np.int64), self._error.code(error or ""), column(invoke_times, n, float), op, txn))
         self._rows += n
+
+    def _column(self, x, n, dtype):
+        """A chunk's field as an array of ``n``: an array as given, a scalar as a view of a constant array kept
+        per value (no copy), so that the columns are one ``concatenate`` each at the end."""
+        if isinstance(x, np.ndarray):
+            return x
+        if not isinstance(x, (int, float, np.generic)):
+            return np.asarray(x, dtype)
+        key = (None if x != x else x, dtype)              # NaN is one key
+        const = self._consts.get(key)
+        if const is None or len(const) < n:
+            const = np.full(max(n, 1024, 2 * len(const) if const is not None else 0), x, dtype)
+            const.flags.writeable = False
+            self._consts[key] = const
+        return const[:n]
 
     def sends(self, time, process, type_, topic, partition, values, keys, invoke_times, offsets=-1, error="",
               txn=-1):
@@ -156,32 +174,19 @@ class History:
         # one Python pass to split the chunks into fields; numpy repeats the per-chunk scalars
         (m, time, proc, type_, f, topic, keys, values, partition, offsets, error, invoke, op, txn) = zip(*chunks)
         counts = np.fromiter(m, np.int64, len(chunks))
-        scalar = (int, float, np.generic)
 
         def per_chunk(field, dtype):
             return np.repeat(np.asarray(field, dtype), counts)
 
-        def mixed(field, dtype):
-            """A field that is an array in some chunks and one scalar for the whole chunk in others: the
-            scalars are repeated and the arrays concatenated, each in one numpy call."""
-            is_array = np.fromiter((not isinstance(x, scalar) for x in field), bool, len(field))
-            if is_array.all():
-                return np.concatenate(field).astype(dtype, copy=False)
-            scalars = [x for x, a in zip(field, is_array) if not a]
-            if not is_array.any():
-                return np.repeat(np.asarray(scalars, dtype), counts)
-            out = np.empty(self._rows, dtype)
-            rows_of_arrays = np.repeat(is_array, counts)
-            out[rows_of_arrays] = np.concatenate([x for x, a in zip(field, is_array) if a])
-            out[~rows_of_arrays] = np.repeat(np.asarray(scalars, dtype), counts[~is_array])
-            return out
+        def joined(field, dtype):
+            return np.concatenate(field).astype(dtype, copy=False)
 
         return {
             "time": per_chunk(time, float), "process": per_chunk(proc, np.int32), "type": per_chunk(type_, np.int8),
-            "f": per_chunk(f, np.int8), "topic": per_chunk(topic, np.int32), "key": mixed(keys, np.int64),
-            "value": mixed(values, np.int64), "partition": mixed(partition, np.int32),
-            "offset": mixed(offsets, np.int64), "error": per_chunk(error, np.int32),
-            "invoke_time": mixed(invoke, float), "op": per_chunk(op, np.int64), "txn": per_chunk(txn, np.int64),
+            "f": per_chunk(f, np.int8), "topic": per_chunk(topic, np.int32), "key": joined(keys, np.int64),
+            "value": joined(values, np.int64), "partition": joined(partition, np.int32),
+            "offset": joined(offsets, np.int64), "error": per_chunk(error, np.int32),
+            "invoke_time": joined(invoke, float), "op": per_chunk(op, np.int64), "txn": per_chunk(txn, np.int64),
         }
 
     def names(self) -> dict[str, list[str]]:

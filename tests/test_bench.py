@@ -14,4 +14,5 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path):
                  "panel re-run (Run button), seconds"):
         assert saved[name] == rows[name] and rows[name] > 0
     assert [n for n, _ in saved["scaling"]["partitions"]] == [1, 3]
+    assert [k for k, _ in saved["scaling"]["faults"]] == [0, 4] and all(t > 0 for _, t in saved["scaling"]["faults"])
     assert all(t > 0 for _, t in saved["scaling"]["records"]) and (tmp_path / "scale.png").stat().st_size > 0

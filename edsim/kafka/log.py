@@ -14,7 +14,7 @@ class Batch:
     """An immutable RecordBatch: ``len(values)`` records from ``base`` on, written in leader ``epoch``."""
 
     __slots__ = ("base", "epoch", "values", "keys", "payloads", "producer_id", "producer_epoch", "sequence",
-                 "created", "transactional", "control")
+                 "created", "transactional", "control", "end")
 
     def __init__(self, base, epoch, values, keys, payloads=None, producer_id=-1, producer_epoch=-1,
                  sequence=-1, created=0.0, transactional=False, control=None):
@@ -29,14 +29,10 @@ class Batch:
         self.created = created
         self.transactional = transactional      # written inside a transaction (KIP-98)
         self.control = control                  # None, or "COMMIT" / "ABORT": a transaction marker (one offset)
+        self.end = base + len(values)           # the offset after the last record
 
     def __len__(self):
         return len(self.values)
-
-    @property
-    def end(self) -> int:
-        """The offset after the last record."""
-        return self.base + len(self.values)
 
     def at(self, base, epoch) -> "Batch":
         """This batch placed in a log at ``base`` by a leader of ``epoch``."""
