@@ -100,7 +100,7 @@ class _PartitionPlan:
     def __init__(self, workload, partitions, parts):
         self.workload = workload
         self.partitions = partitions
-        order = np.argsort(parts, kind="stable")
+        order = np.argsort(parts.astype(np.uint16) if partitions <= 65536 else parts, kind="stable")  # radix sort
         bounds = np.concatenate(([0], np.cumsum(np.bincount(parts, minlength=partitions)))).tolist()
         self.groups = []
         for p in range(partitions):
