@@ -10,7 +10,7 @@ Everything runs in one process, one after the other, so the ratios compare like 
 4. the checker alone on that history;
 5. a chapter-sized scenario re-run (the default scenario), and the same from the experiment panel's own Run path
    (run, summary, anomaly table and the replica-log picture as PNG: what a learner waits for; the issue asks
-   for under 0.25 s);
+   for under 0.25 s), then the Run button on each chapter notebook's own panel scenario;
 6. a sweep of 200 short runs over a process pool.
 It prints a table and writes the same as JSON. No test asserts a time.
 """
@@ -21,6 +21,7 @@ import json
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import simpy
 
@@ -75,11 +76,12 @@ def edsim_run(records: int, rate: float):
     return records / elapsed, elapsed, check_time, len(result._history), result
 
 
-def panel_rerun(repeats: int = 5) -> float:
-    """The median time of the panel's Run button on the default scenario, after one warm-up click."""
+def panel_rerun(repeats: int = 5, scenario=None) -> float:
+    """The median time of the panel's Run button on ``scenario`` (the default one if None), after one warm-up
+    click."""
     from . import Scenario
     from .widgets import ExperimentPanel
-    panel = ExperimentPanel(Scenario(seed=1))
+    panel = ExperimentPanel(scenario if scenario is not None else Scenario(seed=1))
     panel.run_button.click()
     times = []
     for _ in range(repeats):
@@ -89,6 +91,28 @@ def panel_rerun(repeats: int = 5) -> float:
     if panel.result is None:
         raise RuntimeError("the panel did not run: " + panel.message.value)
     return sorted(times)[len(times) // 2]
+
+
+PANEL_CELL = "panel.scenario"
+
+
+def chapter_panels(folder) -> dict:
+    """Each chapter notebook's panel scenario, read from the notebook itself: the cell after its panel shows
+    ``panel.scenario`` and its saved output is that Scenario as code (nbval checks on every CI run that the
+    notebook still gives that output). Empty when the notebooks are not there (an installed package)."""
+    from . import Scenario, faults
+
+    panels = {}
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and source.splitlines()[-1:] == [PANEL_CELL]:
+                text = "".join(cell["outputs"][0]["data"]["text/plain"])
+                scenario = eval(text, {"__builtins__": {}}, {"Scenario": Scenario, "faults": faults})  # noqa: S307
+                if not isinstance(scenario, Scenario):
+                    raise ValueError(f"{path}: the panel.scenario cell shows {text!r}, not a Scenario")
+                panels[path.stem] = scenario
+    return panels
 
 
 def _short_run(seed):
@@ -101,6 +125,8 @@ def main(argv=None):
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--json", default="bench-results.json")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check that the benchmark runs")
+    parser.add_argument("--notebooks", default=str(Path(__file__).resolve().parent.parent / "notebooks"),
+                        help="where the chapter notebooks are (each one's panel scenario is timed)")
     parser.add_argument("--plot", default="bench-scaling.png",
                         help="where to save the picture of time against records and against partitions")
     args = parser.parse_args(argv)
@@ -120,6 +146,10 @@ def main(argv=None):
     simulate(seed=1)
     rows["chapter-sized scenario re-run, seconds"] = time.perf_counter() - start
     rows["panel re-run (Run button), seconds"] = panel_rerun()
+    for name, scenario in chapter_panels(args.notebooks).items():
+        if args.quick:
+            scenario = scenario.replace(**{"workload.messages": 200})
+        rows[f"panel re-run, {name}, seconds"] = panel_rerun(1 if args.quick else 3, scenario)
     start = time.perf_counter()
     runs = 4 if args.quick else 200
     with ProcessPoolExecutor(max_workers=2) as pool:

@@ -46,6 +46,20 @@ def test_widget_and_picture_cells_are_ignored_by_nbval_and_nothing_else_is(path)
             assert text.lstrip().startswith("# NBVAL_IGNORE_OUTPUT"), text[:80]
 
 
+def test_every_panel_scenario_is_saved_for_the_benchmark():
+    """The benchmark times each notebook's own panel scenario, read from the ``panel.scenario`` cell after the
+    panel (its saved output is what nbval compares on every run): one per notebook, each a real Scenario."""
+    from edsim import Scenario, bench
+
+    panels = bench.chapter_panels(ROOT / "notebooks")
+    assert list(panels) == ORDER
+    assert all(isinstance(s, Scenario) for s in panels.values())
+    for path in NOTEBOOKS:
+        code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
+        panel = next(i for i, text in enumerate(code) if "ExperimentPanel(" in text)
+        assert code[panel + 1].splitlines()[-1] == bench.PANEL_CELL, path.stem
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_a_chapter_follows_the_template(path):
     text = "\n".join(source(c) for c in cells(path))
