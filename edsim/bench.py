@@ -178,17 +178,21 @@ def scaling(records: int, quick: bool = False) -> dict:
     from . import simulate
 
     def timed(n, partitions):
-        start = time.perf_counter()
-        simulate(topic={"partitions": partitions}, workload={"messages": n, "rate": 100_000, "consumers": 3,
-                                                               "keys": 100}, seed=1)
-        return time.perf_counter() - start
+        best = float("inf")
+        for _ in range(1 if n >= 1_000_000 else 2):        # the faster of two: this machine's speed wanders
+            start = time.perf_counter()
+            simulate(topic={"partitions": partitions}, workload={"messages": n, "rate": 100_000, "consumers": 3,
+                                                                   "keys": 100}, seed=1)
+            best = min(best, time.perf_counter() - start)
+        return best
 
     sizes = [n for n in (10_000, 100_000, 1_000_000) if n <= records] or [records]
     counts = [1, 3] if quick else [1, 3, 6, 12]
     per_partitions = min(records, 100_000)
     return {"records": [(n, timed(n, 6)) for n in sizes],
             "partitions": [(p, timed(per_partitions, p)) for p in counts],
-            "faults": [(k, with_faults(k, min(records, 50_000))) for k in ([0, 4] if quick else [0, 5, 10, 20])]}
+            "faults": [(k, min(with_faults(k, min(records, 50_000)) for _ in range(2)))
+                       for k in ([0, 4] if quick else [0, 5, 10, 20])]}
 
 
 def with_faults(k: int, records: int) -> float:
