@@ -146,3 +146,20 @@ def test_runs_do_not_depend_on_pythons_hash_seed():
         digests.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                    check=True).stdout.strip())
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"faults": [faults.crash("producer", at=0.5, restart_after=0.3)]},           # records wait for a dead producer
+])
+def test_the_workloads_partition_plan_is_only_a_shortcut(monkeypatch, extra):
+    """The workload hands keyed records to the producer grouped by a plan made once (workload.py); without the
+    plan the producer sorts each step's records itself. Both must give the very same run."""
+    from edsim import workload
+    scenario = edsim.Scenario(topic={"partitions": 4}, workload={"messages": 2000, "rate": 2000, "keys": 50},
+                              seed=5, **extra)
+    planned = scenario.run()
+    monkeypatch.setattr(workload.Workload, "_partition_plan", lambda self: None)
+    unplanned = scenario.run()
+    pd.testing.assert_frame_equal(planned.history, unplanned.history)
+    assert len(planned.history) > 4000

@@ -387,3 +387,45 @@ def test_a_group_made_with_the_low_level_api_gets_its_partitions():
     k.subscribe(["orders"])
     c.run(until=5)                               # group.initial.rebalance.delay.ms is 3000 by default
     assert sorted(k.assignment) == [("orders", 0), ("orders", 1), ("orders", 2)]
+
+
+# ---- engine and history pieces the speed work rests on -------------------------------------------------------
+def test_a_cancelled_timer_does_not_fire_and_timers_fire_in_time_order():
+    from edsim.engine import World
+    world, fired = World(seed=1), []
+    world.call_later(0.2, fired.append, "late")
+    cancelled = world.call_later(0.1, fired.append, "cancelled")
+    world.call_later(0.1, fired.append, "early")
+    cancelled.cancel()
+    world.run()
+    assert fired == ["early", "late"] and world.now == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="delay=-1"):
+        world.call_later(-1, fired.append, "past")
+
+
+def test_fewer_collections_restores_the_collector_threshold_even_after_an_error():
+    import gc
+
+    from edsim.engine import fewer_collections
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError):
+        with fewer_collections():
+            assert gc.get_threshold()[0] >= 200_000
+            raise RuntimeError("boom")
+    assert gc.get_threshold() == before
+
+
+def test_history_columns_are_built_once_read_only_and_rebuilt_after_new_rows():
+    from edsim.history import History
+    h = History()
+    h.sends(1.0, "producer", "ok", "t", 0, np.array([5, 6]), np.array([1, -1]), np.array([0.5, 0.6]), np.array([0, 1]))
+    h.polls(2.0, "consumer-1", "t", 0, np.array([5]), np.array([1]), np.array([0]), h.new_op())
+    first = h.columns()
+    assert h.columns() is first and not first["value"].flags.writeable
+    assert first["value"].tolist() == [5, 6, 5] and first["partition"].tolist() == [0, 0, 0]
+    assert np.isnan(first["invoke_time"][2]) and first["invoke_time"][:2].tolist() == [0.5, 0.6]
+    h.event(3.0, "nemesis", "fault", detail="crash")
+    again = h.columns()
+    assert again is not first and again["value"].tolist() == [5, 6, 5, -1] and again["offset"].tolist() == [0, 1, 0, -1]
+    h.commits(4.0, "consumer-1", "ok", "t", [0, 1], [1, 7])
+    assert h.columns()["partition"].tolist() == [0, 0, 0, -1, 0, 1] and len(h.to_frame()) == 6
