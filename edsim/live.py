@@ -14,7 +14,7 @@ import math
 from . import faults as _faults
 from .configs import ConfigError
 from .faults import Fault, FaultError
-from .engine.world import fewer_collections
+from .engine import fewer_collections
 from .truth import Truth
 
 LIVE_KINDS = ("crash", "isolate", "pause", "slow")
@@ -72,6 +72,7 @@ class LiveRun:
         if self.result is not None:
             raise ConfigError("this live run has finished: start a new one with scenario.start()")
 
+    @fewer_collections()
     def advance(self, seconds: float) -> "LiveRun":
         """Let ``seconds`` of simulated time pass."""
         self._open()
@@ -79,8 +80,7 @@ class LiveRun:
                 or seconds <= 0:
             raise ConfigError(f"seconds={seconds!r} is not allowed: advance by a finite number of seconds > 0")
         until = self.now + seconds
-        with fewer_collections():
-            self._run.lab.env.run(until=until)
+        self._run.lab.env.run(until=until)
         self.actions.append(("advance", until))
         return self
 

@@ -19,7 +19,7 @@ from .configs import BROKER, CONSUMER, TOPIC, Config, ConfigError, unknown_key
 from .faults import Fault, FaultError
 from .faults.nemesis import check_target
 from .lab import Cluster
-from .engine.world import fewer_collections
+from .engine import fewer_collections
 from .metrics import Sampler, cluster_frame
 from .truth import Truth
 from .workload import OUTPUT, Workload, pipeline_producer_settings, producer_settings, workload_config
@@ -142,15 +142,14 @@ class Scenario:
     def run(self, seed: int | None = None, progress=None) -> "Result":
         """Run it. ``progress(phase, simulated_seconds)``, if given, hears of each phase ("workload", "drain",
         "heal", "catch-up", "done") and every 5 simulated seconds within one: long runs can show it."""
-        with fewer_collections():
-            return self.start(seed, progress=progress).finish()
+        return self.start(seed, progress=progress).finish()
 
+    @fewer_collections()
     def start(self, seed: int | None = None, progress=None) -> "LiveRun":
         """The same run, held at t=0 to advance step by step (``edsim.live.LiveRun``): faults can then be injected
         *now*, as a panel's live mode does; ``.finish()`` ends it exactly as ``run()`` would."""
         from .live import LiveRun
-        with fewer_collections():
-            return LiveRun(self, seed, progress)
+        return LiveRun(self, seed, progress)
 
     def _setup(self, seed, progress):
         """Build the world of a run and start its workload (``run`` and ``start`` share it)."""
@@ -195,12 +194,9 @@ class Scenario:
         return SimpleNamespace(seed=seed, lab=lab, name=name, workload=workload, nemesis=nemesis, ends=ends,
                                sampler=sampler, interval=interval, enter=enter)
 
+    @fewer_collections()
     def _finish(self, run, scenario=None) -> "Result":
         """The phases after the start: workload and faults, drain, heal, catch-up (``LiveRun.finish`` calls it)."""
-        with fewer_collections():
-            return self._play_out(run, scenario)
-
-    def _play_out(self, run, scenario):
         lab, workload, nemesis, ends, sampler, enter = (run.lab, run.workload, run.nemesis, run.ends, run.sampler,
                                                         run.enter)
         env = lab.env

@@ -150,6 +150,8 @@ class Analysis:
         self._topic, self._partition = cols["topic"], cols["partition"]
         self._pw = int(self._partition.max()) + 2 if self.n else 1
         self.ntp = (int(self._topic.max()) + 1) * self._pw if self.n else 0
+        # every row's (topic, partition) code, computed once: detectors ask for it many times
+        self._tp = self._topic.astype(np.int64) * self._pw + self._partition + 1
         # polls of an aborted write (read_uncommitted) are G1a cases, not places in the version order
         self.aborted_read = self._reads_of(np.flatnonzero(self.aborted_write))
         # ... and so are polls of a value only ever sent in aborted transactions, wherever it was read (a
@@ -192,7 +194,7 @@ class Analysis:
 
     def tp_of(self, rows):
         """(topic, partition) codes of history rows: topic * width + partition + 1."""
-        return (self._topic[rows] * self._pw + self._partition[rows] + 1).astype(np.int64)
+        return self._tp[rows]
 
     def group_of(self, rows, tp):
         """(process, topic, partition) codes of history rows."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import random
+from contextlib import contextmanager
 
 import simpy
-from contextlib import contextmanager
 from simpy.events import NORMAL
 
 

@@ -255,6 +255,7 @@ class ExperimentPanel:
         order = ["workload", "drain", "heal", "catch-up", "done"]
         self.progress.value = (order.index(phase) + 1) / len(order) if phase in order else self.progress.value
 
+    @fewer_collections()
     def run(self):
         """What "Run" does: check the scenario, run it, show summary, anomalies and the replica logs."""
         scenario = self._checked()
@@ -263,10 +264,9 @@ class ExperimentPanel:
         start = time.perf_counter()
         self.progress.layout.visibility = "visible"
         self.progress.value = 0
-        with fewer_collections():
-            result = scenario.run(progress=self._progress)
-            self.progress.layout.visibility = "hidden"
-            self._show_result(result, image=self.end_image if self.live_mode else None)
+        result = scenario.run(progress=self._progress)
+        self.progress.layout.visibility = "hidden"
+        self._show_result(result, image=self.end_image if self.live_mode else None)
         self.last_run_seconds = time.perf_counter() - start
         self.status.value = f"done: {result.duration:.1f} simulated s in {self.last_run_seconds:.2f} s"
         return result
