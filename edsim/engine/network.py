@@ -124,7 +124,7 @@ class Network:
         env = self.world.env
         now = env.now
         at = now + self._delay(*link)
-        key = link + (self._connection.get(link, 0),) if self._connection else link + (0,)
+        key = link + (self._connection.get(link, 0),)
         last = self._last.get(key, 0.0)
         if at < last:
             at = last

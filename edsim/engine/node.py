@@ -39,14 +39,8 @@ class Node:
             fn(*args)
 
     def deliver(self, message, incarnation):
-        """Called by the network; ``incarnation`` is the one the sender addressed (``_fire``, inlined: it is the
-        path of every message)."""
-        if incarnation != self.incarnation or not self.up:
-            return
-        if self.paused:
-            self._held.append((self.receive, (message,)))
-        else:
-            self.receive(message)
+        """Called by the network; ``incarnation`` is the one the sender addressed."""
+        self._fire(incarnation, self.receive, (message,))
 
     def receive(self, message):  # pragma: no cover - every node kind overrides it
         raise NotImplementedError
