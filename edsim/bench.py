@@ -62,11 +62,17 @@ def hand_rolled(records: int, rate: float) -> float:
     return records / (time.perf_counter() - start)
 
 
+def workload(records: int, rate: float = 100_000):
+    """Row 3's scenario: 3 brokers, 6 partitions, RF=3, acks=all, idempotence, linger.ms=5, a group of 3."""
+    from . import Scenario
+    return Scenario(topic={"partitions": 6}, producer={"acks": "all", "enable.idempotence": True, "linger.ms": 5},
+                    workload={"messages": records, "rate": rate, "consumers": 3, "keys": 100}, seed=1)
+
+
 def edsim_run(records: int, rate: float):
-    from . import checker, simulate
+    from . import checker
     start = time.perf_counter()
-    result = simulate(topic={"partitions": 6}, producer={"acks": "all", "enable.idempotence": True, "linger.ms": 5},
-                      workload={"messages": records, "rate": rate, "consumers": 3, "keys": 100}, seed=1)
+    result = workload(records, rate).run()
     elapsed = time.perf_counter() - start
     start = time.perf_counter()
     checker.check(result._history)
@@ -89,6 +95,20 @@ def panel_rerun(repeats: int = 5, scenario=None) -> float:
     if panel.result is None:
         raise RuntimeError("the panel did not run: " + panel.message.value)
     return sorted(times)[len(times) // 2]
+
+
+def work_per_record(records: int = 20_000) -> tuple[float, float]:
+    """What row 3's workload costs per record, counted rather than timed, so that two commits compare
+    exactly whatever the machine is doing: Python function calls (cProfile's count) and network messages."""
+    import cProfile
+    import pstats
+
+    scenario = workload(records)
+    profile = cProfile.Profile()
+    profile.enable()
+    result = scenario.run()
+    profile.disable()
+    return pstats.Stats(profile).total_calls / records, result._messages / records
 
 
 PANEL_CELL = "panel.scenario"
@@ -146,6 +166,9 @@ def main(argv=None):
     rows["edsim seconds for the run"] = elapsed
     rows["checker seconds"] = check_time
     rows["checker seconds per million history rows"] = check_time / history_rows * 1e6
+    calls, messages = work_per_record(2_000 if args.quick else 20_000)
+    rows["function calls per record (counted, not timed)"] = calls
+    rows["network messages per record"] = messages
     start = time.perf_counter()
     simulate(seed=1)
     rows["chapter-sized scenario re-run, seconds"] = time.perf_counter() - start

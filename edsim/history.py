@@ -87,11 +87,15 @@ class History:
 
     def _append(self, n, time, process, type_, f, topic, keys, values, partition, offsets, error,
                 invoke_times, op, txn=-1):
-        column = self._column
+        column, array = self._column, np.ndarray      # arrays pass as they are (the common case, inline)
         self._chunks.append((
             n, float(time), self._process.code(process), _TYPE[type_], _F[f], self._topic.code(topic),
-            column(keys, n, np.int64), column(values, n, np.int64), column(partition, n, np.int32),
-            column(offsets, n, np.int64), self._error.code(error or ""), column(invoke_times, n, float), op, txn))
+            keys if keys.__class__ is array else column(keys, n, np.int64),
+            values if values.__class__ is array else column(values, n, np.int64),
+            column(partition, n, np.int32),
+            offsets if offsets.__class__ is array else column(offsets, n, np.int64),
+            self._error.code(error or ""),
+            invoke_times if invoke_times.__class__ is array else column(invoke_times, n, float), op, txn))
         self._rows += n
 
     def _column(self, x, n, dtype):

@@ -234,6 +234,7 @@ class Result:
         self.scenario = scenario
         self.seed = scenario.seed
         self.duration = lab.now
+        self._messages = lab.world.network.sent       # messages the network carried (the benchmark counts them)
         self.notes = list(workload.producer.notes)
         self._history = lab.history
         report = checker.check(lab.history)

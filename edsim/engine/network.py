@@ -9,6 +9,8 @@ one (``reconnect``); what the old one still carries arrives all the same.
 """
 from __future__ import annotations
 
+from math import log
+
 from .world import Timer
 
 
@@ -30,9 +32,9 @@ class Network:
         self.blocked: dict[tuple[str, str], int] = {}
         self.drops: dict[tuple[str, str], list[float]] = {}
         self.slow: dict[str, list[float]] = {}
-        self._last: dict[tuple, float] = {}
-        self._connection: dict[tuple[str, str], int] = {}
+        self._last: dict[tuple[str, str], float] = {}   # (a, b) -> when the connection's last message lands
         self._rng = world.rng("network")
+        self._lambd = 1.0 / jitter if jitter else 0.0
         self.sent = 0
         world.network = self
 
@@ -83,8 +85,8 @@ class Network:
     # ---- delivery ---------------------------------------------------------------------------------------
     def _delay(self, a, b):
         delay = self.latency
-        if self.jitter:
-            delay += self._rng.expovariate(1.0 / self.jitter)
+        if self.jitter:       # random.expovariate(1 / jitter), written out: this runs for every message
+            delay += -log(1.0 - self._rng.random()) / self._lambd
         if self.slow:
             for factor in self.slow.get(a, ()):
                 delay *= factor
@@ -116,19 +118,20 @@ class Network:
 
     def reconnect(self, a: str, b: str):
         """A new connection between ``a`` and ``b``: it does not queue behind what the old one still holds."""
-        for link in ((a, b), (b, a)):
-            self._connection[link] = self._connection.get(link, 0) + 1
+        self._last.pop((a, b), None)
+        self._last.pop((b, a), None)
 
     def _schedule(self, src, dst, message):
+        """Deliver ``message`` after the link's delay, never before what the same connection sent earlier
+        (TCP keeps order)."""
         link = (src.name, dst.name)
         env = self.world.env
-        now = env.now
+        now = env._now
         at = now + self._delay(*link)
-        key = link + (self._connection.get(link, 0),)
-        last = self._last.get(key, 0.0)
+        last = self._last.get(link, 0.0)
         if at < last:
             at = last
-        self._last[key] = at
+        self._last[link] = at
         Timer(env, at - now, dst.deliver, (message, dst.incarnation))
 
     def node_crashed(self, node):

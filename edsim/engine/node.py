@@ -12,6 +12,7 @@ class Node:
 
     def __init__(self, world, name: str):
         self.world = world
+        self._env = world.env
         self.name = name
         self.up = True
         self.paused = False
@@ -23,7 +24,7 @@ class Node:
 
     @property
     def now(self) -> float:
-        return self.world.env.now
+        return self._env._now       # SimPy's Environment.now, without its property call: asked very often
 
     # ---- scheduling -----------------------------------------------------------------------------------
     def call_later(self, delay, fn, *args):
@@ -39,8 +40,14 @@ class Node:
             fn(*args)
 
     def deliver(self, message, incarnation):
-        """Called by the network; ``incarnation`` is the one the sender addressed."""
-        self._fire(incarnation, self.receive, (message,))
+        """Called by the network; ``incarnation`` is the one the sender addressed (``_fire`` written out: this
+        runs for every message)."""
+        if incarnation != self.incarnation or not self.up:
+            return
+        if self.paused:
+            self._held.append((self.receive, (message,)))
+        else:
+            self.receive(message)
 
     def receive(self, message):  # pragma: no cover - every node kind overrides it
         raise NotImplementedError

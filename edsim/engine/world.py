@@ -9,6 +9,7 @@ import gc
 import hashlib
 import random
 from contextlib import contextmanager
+from heapq import heappush
 
 import simpy
 from simpy.events import NORMAL
@@ -52,7 +53,7 @@ class Timer(simpy.Event):
         self.fn = fn
         self.args = args
         self.cancelled = False
-        env.schedule(self, NORMAL, delay)
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), self))   # env.schedule, inlined
 
     def _fire(self):
         if not self.cancelled:

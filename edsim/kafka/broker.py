@@ -7,6 +7,7 @@ from . import protocol as P
 from .coordinator import OFFSETS_TOPIC, GroupCoordinator, offsets_partition
 from .transactions import TXN_TOPIC, TransactionCoordinator
 
+INF = float("inf")
 TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expiry, ISR checks, checkpoints)
 GROUP_REQUESTS = (P.JoinGroupRequest, P.SyncGroupRequest, P.HeartbeatRequest, P.LeaveGroupRequest,
                   P.OffsetCommitRequest, P.OffsetFetchRequest, P.TxnOffsetCommitRequest)
@@ -41,7 +42,7 @@ class Broker(Node):
         self.metadata: dict[tuple, P.PartitionState] = {}
         self.metadata_offset = 0
         self.alter_pending: dict[int, object] = {}
-        self.has_waiting = False
+        self.next_expiry = INF          # the earliest deadline of a request held in a purgatory
         self.coordinator = GroupCoordinator(self)
         self.txn_coordinator = TransactionCoordinator(self)
         self._next_isr_check = self.now + self.lag_max / 2
@@ -78,12 +79,14 @@ class Broker(Node):
     # ---- periodic work ----------------------------------------------------------------------------------
     def _tick(self):
         now = self.now
-        if self.has_waiting:
-            waiting = False
+        if now >= self.next_expiry:
+            earliest = INF
             for replica in self.replicas.values():
                 if replica.waiting_fetch or replica.waiting_produce:
-                    waiting = replica.expire(now) or waiting
-            self.has_waiting = waiting
+                    left = replica.expire(now)
+                    if left is not None and left < earliest:
+                        earliest = left
+            self.next_expiry = earliest
         if now >= self._next_isr_check:
             self._next_isr_check = now + self.lag_max / 2
             for replica in self.replicas.values():
@@ -108,6 +111,12 @@ class Broker(Node):
     def _heartbeat(self):
         self.send(self.cluster.controller.name, P.BrokerHeartbeat(self.id, self.incarnation, self.metadata_offset))
         self.call_later(self.heartbeat_interval, self._heartbeat)
+
+    def wait_until(self, deadline):
+        """A request is held until ``deadline`` at the latest: the housekeeping pass looks at the purgatories
+        from then on."""
+        if deadline < self.next_expiry:
+            self.next_expiry = deadline
 
     def send_alter_partition(self, replica):
         corr = self.next_corr()

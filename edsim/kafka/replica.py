@@ -166,8 +166,9 @@ class Replica:
             return
         if req.acks == "1" or self.hw >= end:
             return self._reply_produce(reply, base)
-        self.waiting_produce.append([self.broker.now + req.timeout, end, base, reply])
-        self.broker.has_waiting = True
+        deadline = self.broker.now + req.timeout
+        self.waiting_produce.append([deadline, end, base, reply])
+        self.broker.wait_until(deadline)
 
     def _reply_produce(self, reply, base):
         # Kafka's DelayedProduce: the high watermark reached the records, but the ISR may have shrunk since.
@@ -217,8 +218,9 @@ class Replica:
             self._follower_fetched(req.replica, req.offset)
         if req.offset < self._limit(req) or req.max_wait <= 0:
             return self._reply_fetch(req, reply)
-        self.waiting_fetch.append([self.broker.now + req.max_wait, req, reply])
-        self.broker.has_waiting = True
+        deadline = self.broker.now + req.max_wait
+        self.waiting_fetch.append([deadline, req, reply])
+        self.broker.wait_until(deadline)
 
     def _limit(self, req):
         """How far a fetcher may read: a follower to the log end, a consumer to the high watermark, a
@@ -264,7 +266,8 @@ class Replica:
             reply(error)
 
     def expire(self, now):
-        """Answer requests whose wait is over (Kafka's purgatory expiration)."""
+        """Answer requests whose wait is over (Kafka's purgatory expiration); the earliest deadline left, or
+        None if nothing waits."""
         if self.waiting_fetch:
             due = [w for w in self.waiting_fetch if w[0] <= now]
             if due:
@@ -277,7 +280,8 @@ class Replica:
                 self.waiting_produce = [w for w in self.waiting_produce if w[0] > now]
                 for _deadline, _end, _base, reply in due:
                     reply(P.REQUEST_TIMED_OUT)
-        return bool(self.waiting_fetch or self.waiting_produce)
+        deadlines = [w[0] for w in self.waiting_fetch] + [w[0] for w in self.waiting_produce]
+        return min(deadlines) if deadlines else None
 
     # ---- leader: follower progress, ISR and high watermark ------------------------------------------------
     def _follower_fetched(self, rid, offset):
