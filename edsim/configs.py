@@ -213,6 +213,7 @@ PRODUCER = _table(
     Setting("retry.backoff.max.ms", 1000, non_negative_number),
     Setting("linger.ms", 5, non_negative_number),
     Setting("batch.size", 16384, positive_int),
+    Setting("metadata.max.age.ms", 300000, positive_number),
     Setting("transactional.id", None, optional_text),
     Setting("transaction.timeout.ms", 60000, positive_number),
 )
@@ -242,4 +243,5 @@ CONSUMER = _table(
     Setting("max.partition.fetch.bytes", 1048576, positive_int),
     Setting("request.timeout.ms", 30000, positive_number),
     Setting("retry.backoff.ms", 100, non_negative_number),
+    Setting("metadata.max.age.ms", 300000, positive_number),
 )

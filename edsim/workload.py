@@ -109,9 +109,9 @@ class _PartitionPlan:
                 self.groups.append([p, idx, workload.values[idx], workload.keys[idx], workload.arrivals[idx], 0])
 
     def current(self) -> bool:
-        """False once the topic has more partitions (keys move: the producer partitions them again)."""
+        """False once the producer knows the topic has more partitions (keys move: it partitions them again)."""
         w = self.workload
-        return w.lab.kafka.topics[w.topic]["partitions"] == self.partitions
+        return w.producer.partition_count(w.topic) == self.partitions
 
     def take(self, end: int, floor: float):
         """Per partition, its records among the first ``end`` not handed over yet; invoked no earlier than
@@ -219,7 +219,7 @@ class Workload:
         hands the producer one slice per partition (None for unkeyed records, which stick by batch size)."""
         if not self.spec["keys"] or not len(self.values):
             return None
-        partitions = self.lab.kafka.topics[self.topic]["partitions"]
+        partitions = self.producer.partition_count(self.topic)
         return _PartitionPlan(self, partitions, self.producer.partitions_of(self.topic, self.keys))
 
     def _arrived(self, step):

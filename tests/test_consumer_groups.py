@@ -73,6 +73,27 @@ def _group(strategy=("range",), members=2, partitions=4, seed=1, static=False, *
     return cluster, consumers, join
 
 
+@pytest.mark.parametrize("max_age", [2.0, None])
+def test_a_group_takes_up_added_partitions_when_its_leaders_metadata_shows_them(max_age):
+    """The group's leader rebalances once its metadata shows the topic with more partitions than it assigned
+    (Java's ConsumerCoordinator), so an added partition has no owner until the leader's next metadata refresh:
+    at the latest metadata.max.age.ms (5 minutes by default) after its last one."""
+    config = {} if max_age is None else {"metadata.max.age.ms": max_age * 1000}
+    cluster, consumers, _join = _group(**config)
+    cluster.run(until=5)
+    assert sorted(tp for c in consumers for tp in c.assignment) == [("events", p) for p in range(4)]
+    cluster.add_partitions("events", 5)
+    cluster.run(until=5 + 0.5)
+    assert not any(("events", 4) in c.assignment for c in consumers)   # the leader does not know yet
+    if max_age is None:
+        cluster.run(until=60)
+        assert not any(("events", 4) in c.assignment for c in consumers)
+        return
+    # the leader's refresh, its rejoin at the next poll, the other member's at its next heartbeat (3 s)
+    cluster.run(until=5 + max_age + 3.0 + 1.5)
+    assert sorted(tp for c in consumers for tp in c.assignment) == [("events", p) for p in range(5)]
+
+
 def test_a_clean_leave_rebalances_at_once():
     cluster, (c1, c2), _join = _group()
     cluster.run(until=5)

@@ -58,22 +58,51 @@ def test_order_holds_per_partition_not_across_partitions():
     assert (np.diff(values) < 0).any()                                 # across partitions: not send order
 
 
-def test_adding_partitions_moves_a_key_and_newer_events_can_be_read_first():
-    cluster = edsim.Cluster(brokers=3, seed=1)
-    cluster.create_topic("orders", partitions=2)
-    key = next(k for k in range(100) if partition_for(k, 2) != partition_for(k, 3))
-    before, after = partition_for(key, 2), partition_for(key, 3)
-    producer = cluster.producer()
+def _shop(cluster, key, producer_config, wait_after_adding):
+    """40 events of one key, each after the last one's acknowledgement; the topic goes from 2 to 3 partitions
+    after the 20th, and the shop waits ``wait_after_adding`` seconds before going on."""
+    producer = cluster.producer(producer_config)
     acks = []
 
     def shop(env):
         for i in range(40):
             if i == 20:
                 cluster.add_partitions("orders", 3)                # kafka-topics --alter --partitions 3
+                yield env.timeout(wait_after_adding)
             metadata = yield producer.send("orders", value=i, key=key)
             acks.append(metadata)
 
     cluster.env.process(shop(cluster.env))
+    return producer, acks
+
+
+def _moving_key():
+    return next(k for k in range(100) if partition_for(k, 2) != partition_for(k, 3))
+
+
+def test_a_producer_learns_of_added_partitions_only_at_its_next_metadata_refresh():
+    """The producer partitions by the count its metadata holds, refreshed every metadata.max.age.ms (5 minutes
+    by default; Kafka's ProducerConfig: "... to proactively discover any new brokers or partitions"). Right after
+    the topic grows the key still goes where it went; only once the metadata is older than that does it move."""
+    cluster = edsim.Cluster(brokers=3, seed=1)
+    cluster.create_topic("orders", partitions=2)
+    key = _moving_key()
+    before, after = partition_for(key, 2), partition_for(key, 3)
+    producer, acks = _shop(cluster, key, {}, wait_after_adding=0.0)
+    cluster.run(until=5)
+    assert [m.partition for m in acks] == [before] * 40           # the topic grew after the 20th: unknown yet
+    cluster.run(until=299)
+    assert producer.partition("orders", key) == before and producer.partition_count("orders") == 2
+    cluster.run(until=301)                                         # metadata.max.age.ms passed: refreshed
+    assert producer.partition_count("orders") == 3 and producer.partition("orders", key) == after
+
+
+def test_adding_partitions_moves_a_key_and_newer_events_can_be_read_first():
+    cluster = edsim.Cluster(brokers=3, seed=1)
+    cluster.create_topic("orders", partitions=2)
+    key = _moving_key()
+    before, after = partition_for(key, 2), partition_for(key, 3)
+    _producer, acks = _shop(cluster, key, {"metadata.max.age.ms": 1000}, wait_after_adding=1.2)
     cluster.run(until=5)
     assert [m.partition for m in acks] == [before] * 20 + [after] * 20
     assert [m.offset for m in acks[:20]] == list(range(20)) and [m.offset for m in acks[20:]] == list(range(20))

@@ -277,12 +277,13 @@ def test_config_seconds_converts_ms():
 PRODUCER_DEFAULTS = {
     "acks": "all", "enable.idempotence": True, "retries": 2147483647,
     "max.in.flight.requests.per.connection": 5, "delivery.timeout.ms": 120000, "request.timeout.ms": 30000,
-    "linger.ms": 5, "batch.size": 16384, "transaction.timeout.ms": 60000,
+    "linger.ms": 5, "batch.size": 16384, "transaction.timeout.ms": 60000, "metadata.max.age.ms": 300000,
 }
 CONSUMER_DEFAULTS = {
     "enable.auto.commit": True, "auto.commit.interval.ms": 5000, "isolation.level": "read_uncommitted",
     "auto.offset.reset": "latest", "session.timeout.ms": 45000, "heartbeat.interval.ms": 3000,
     "max.poll.interval.ms": 300000, "max.poll.records": 500, "fetch.max.wait.ms": 500,
+    "metadata.max.age.ms": 300000,
 }
 BROKER_DEFAULTS = {
     "min.insync.replicas": 1, "unclean.leader.election.enable": False, "replica.lag.time.max.ms": 30000,

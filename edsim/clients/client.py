@@ -2,7 +2,8 @@
 
 Clients know brokers by id. Metadata (the leader and leader epoch of each partition) is asked of one broker at a
 time, in turn, and a newer leader epoch always wins over an older one, so a stale broker cannot move a client
-back (KIP-320).
+back (KIP-320). A client asks when something fails and, failing that, every ``metadata.max.age.ms`` (5 minutes
+by default): that is how late it learns that a topic gained partitions.
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ CONNECTION_SETUP_TIMEOUT = 10.0  # socket.connection.setup.timeout.ms
 
 
 class Client(Node):
-    def __init__(self, world, kafka, name: str, request_timeout: float, retry_backoff: float):
+    def __init__(self, world, kafka, name: str, request_timeout: float, retry_backoff: float,
+                 metadata_max_age: float = 300.0):
         super().__init__(world, name)
         self.kafka = kafka
         self.request_timeout = request_timeout
         self.retry_backoff = retry_backoff
+        self.metadata_max_age = metadata_max_age
         self.broker_ids = sorted(kafka.brokers)
         self._corr = 0
         self._reset_client()
@@ -33,6 +36,8 @@ class Client(Node):
         self._metadata_corr = None
         self._metadata_sent = -1.0
         self._metadata_deferred = False
+        self._metadata_fresh = self.now           # when metadata last arrived: metadata.max.age.ms runs from it
+        self.partition_counts: dict[str, int] = {}   # topic -> partitions, as this client's metadata says
         self._next_bootstrap = 0
         self.connected: set[int] = set()          # brokers with an open connection
         self._connecting: set[int] = set()
@@ -120,6 +125,8 @@ class Client(Node):
                 self._lose_connection(bid)
                 for other in [c for c, e in self.inflight.items() if e[0] == bid]:
                     self.inflight.pop(other)[3](P.NETWORK_EXCEPTION)
+        if self.now - self._metadata_fresh >= self.metadata_max_age:
+            self.refresh_metadata()                # metadata.max.age.ms: ask even though nothing failed
         self.on_tick()
         self.call_later(TICK, self._tick)
 
@@ -130,6 +137,15 @@ class Client(Node):
     def leader_of(self, tp) -> int:
         known = self.leaders.get(tp)
         return known[0] if known else -1
+
+    def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has, as this client knows it: learnt on first use (Java's send() and
+        subscribe() wait for the topic's metadata) and then only from metadata responses, so partitions added
+        later reach the client at its next metadata refresh, at the latest ``metadata.max.age.ms`` on."""
+        n = self.partition_counts.get(topic)
+        if n is None:
+            n = self.partition_counts[topic] = self.kafka.topics[topic]["partitions"]
+        return n
 
     def refresh_metadata(self):
         """Ask a broker for metadata: one request at a time, at most one per retry.backoff.ms, preferring a
@@ -158,12 +174,17 @@ class Client(Node):
     def _on_metadata(self, response):
         if not isinstance(response, P.MetadataResponse):
             return self.refresh_metadata()
+        self._metadata_fresh = self.now
         changed = []
+        counts = self.partition_counts
         for tp, (leader, epoch) in response.partitions.items():
             known = self.leaders.get(tp)
             if known is None or epoch > known[1] or (epoch == known[1] and leader != known[0]):
                 self.leaders[tp] = (leader, epoch)
                 changed.append(tp)
+            topic = tp[0]
+            if topic in counts and tp[1] >= counts[topic]:
+                counts[topic] = tp[1] + 1          # the topic gained partitions (Kafka only adds them)
         self.on_metadata(changed)
 
     def on_metadata(self, changed):

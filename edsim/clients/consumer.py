@@ -51,7 +51,7 @@ class Consumer(Client):
     def __init__(self, world, kafka, name: str = "consumer-1", config=None):
         self.config = config if isinstance(config, Config) else Config("consumer", CONSUMER, config)
         super().__init__(world, kafka, name, self.config.seconds("request.timeout.ms"),
-                         self.config.seconds("retry.backoff.ms"))
+                         self.config.seconds("retry.backoff.ms"), self.config.seconds("metadata.max.age.ms"))
         self.max_wait = self.config.seconds("fetch.max.wait.ms")
         self.max_poll_records = self.config["max.poll.records"]
         self.reset_policy = self.config["auto.offset.reset"]
@@ -331,6 +331,8 @@ class Consumer(Client):
             self._blocked.pop(tp, None)
             if tp in self.positions and tp in self.last_epoch and self.leaders[tp][1] > self.fetch_epoch.get(tp, -1):
                 self.validate.add(tp)
+        if self.membership is not None:
+            self.membership.metadata_changed()
         self._fetch_all()
 
     def on_tick(self):

@@ -40,6 +40,7 @@ class Membership:
         self.state = "unjoined"           # unjoined | joining | stable
         self.rejoin_needed = False
         self.partitions_lost = False      # removed from the group: give them up, uncommitted, at the next poll
+        self.assigned_counts = None       # as the group's leader: the partition counts it last assigned
         self._finding = False
         self.last_poll = self.consumer.now
         self._heartbeat_at = 0.0
@@ -68,6 +69,15 @@ class Membership:
             self._send(P.HeartbeatRequest(0, self.group, self.generation, self.member_id), self._on_heartbeat)
         if self.coordinator < 0:
             self._find()
+
+    def metadata_changed(self):
+        """The group's leader rebalances once its metadata shows a subscribed topic with more partitions than it
+        assigned (Java's ConsumerCoordinator compares its metadata snapshot with its assignment snapshot), so
+        added partitions get an owner no sooner than the leader's next metadata refresh."""
+        counts = self.assigned_counts
+        if counts and self.state == "stable" and not self.rejoin_needed \
+                and any(self.consumer.partition_count(t) != n for t, n in counts.items()):
+            self.rejoin_needed = True              # at the next poll(), as the Java client does
 
     def _progress(self):
         if not self.active:
@@ -142,10 +152,12 @@ class Membership:
             return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
         self.member_id, self.generation = response.member_id, response.generation
         assignments = {}
+        self.assigned_counts = None
         if response.leader == self.member_id and response.members:
-            partitions = {t: self.consumer.kafka.topics[t]["partitions"]
+            partitions = {t: self.consumer.partition_count(t)
                           for _m, topics, _o in response.members for t in topics if t in self.consumer.kafka.topics}
             assignments = ASSIGNORS[response.protocol](list(response.members), partitions)
+            self.assigned_counts = partitions
         self._send(P.SyncGroupRequest(0, self.group, self.generation, self.member_id, assignments), self._on_sync)
 
     def _on_sync(self, response):

@@ -109,7 +109,8 @@ class Producer(Client):
     def __init__(self, world, kafka, name: str = "producer", config=None, record_size: int = 100):
         config, self.notes = producer_config(config)
         self.config = config
-        super().__init__(world, kafka, name, config.seconds("request.timeout.ms"), config.seconds("retry.backoff.ms"))
+        super().__init__(world, kafka, name, config.seconds("request.timeout.ms"), config.seconds("retry.backoff.ms"),
+                         config.seconds("metadata.max.age.ms"))
         self.acks = config["acks"]
         self.idempotent = config["enable.idempotence"]
         self.retries = config["retries"]
@@ -233,8 +234,9 @@ class Producer(Client):
 
     # ---- the application's side -------------------------------------------------------------------------
     def partition(self, topic: str, key) -> int:
-        partitions = self.kafka.topics[topic]["partitions"]
-        return partition_for(key, partitions)
+        """The partition this producer sends ``key`` to now: murmur2 over the partition count its metadata
+        knows (a topic that just gained partitions keeps the old count until the next metadata refresh)."""
+        return partition_for(key, self.partition_count(topic))
 
     def send_many(self, topic: str, values, keys, invoke_times, payloads=None, futures=None):
         """Append records (numpy arrays; key -1 means no key) to the accumulator."""
@@ -248,7 +250,7 @@ class Producer(Client):
         if not n:
             return
         self.outstanding += n
-        partitions = self.kafka.topics[topic]["partitions"]
+        partitions = self.partition_count(topic)
         lowest, highest = int(keys.min()), int(keys.max())
         all_keyed, none_keyed = lowest >= 0, highest < 0
         if partitions == 1 and (all_keyed or none_keyed):
@@ -289,8 +291,8 @@ class Producer(Client):
 
     def partitions_of(self, topic: str, keys):
         """The partition each of ``keys`` (a numpy array, all >= 0) goes to now: murmur2 over the topic's
-        current partition count, as Java's default partitioner does."""
-        partitions = self.kafka.topics[topic]["partitions"]
+        partition count as this producer's metadata knows it, as Java's default partitioner does."""
+        partitions = self.partition_count(topic)
         if not len(keys):
             return np.empty(0, np.int64)
         return self._partition_table(topic, partitions, int(keys.max()))[keys]
@@ -315,9 +317,10 @@ class Producer(Client):
         if partition is None:
             self.send_many(topic, values, keys, times, payloads, [event])
             return event
-        partitions = self.kafka.topics[topic]["partitions"] if topic in self.kafka.topics else 0
+        partitions = self.partition_count(topic) if topic in self.kafka.topics else 0
         if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < partitions:
-            raise ConfigError(f"partition={partition!r} is not allowed: {topic!r} has partitions 0..{partitions - 1}")
+            raise ConfigError(f"partition={partition!r} is not allowed: {topic!r} has partitions 0..{partitions - 1}"
+                              " as this producer's metadata knows it")
         if self.up:
             if self.txn is not None:
                 self.txn.check_send()
