@@ -418,14 +418,19 @@ class Workload:
                         consumer.reset_to_committed("a new producer session")
                     producer.begin_transaction()
                     consumer.txn_op = producer.txn.op
-                    # as a rebalance listener would abort the open transaction when partitions are revoked,
-                    # the offsets commit with the generation the transaction began in (KIP-447 fences it)
-                    generation = consumer.group_metadata()
+                    generation = None
                 deadline = env.now + self.spec["commit_interval"]
                 while env.now < deadline and not self.stopping:
                     records = yield from consumer.poll(min(POLL_TIMEOUT, max(deadline - env.now, TICK)))
                     if consumer.incarnation != incarnation:
                         break
+                    if exactly_once and generation is None and records.parts:
+                        # The offsets commit with the generation the transaction's first records were read in:
+                        # a rebalance after that fences the commit (KIP-447), as a rebalance listener would
+                        # abort the transaction when partitions are revoked. A member with nothing read yet has
+                        # nothing to lose to a rebalance (Kafka Streams begins its transaction at the first
+                        # send), so its first assignment does not abort it.
+                        generation = consumer.group_metadata()
                     for tp, offs, vals, keys, _payloads in records.parts:
                         if per_record > 0:
                             yield env.timeout(per_record * len(vals))

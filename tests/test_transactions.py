@@ -328,9 +328,31 @@ def test_consume_transform_produce_under_a_consumer_crash():
 
 
 def test_read_uncommitted_downstream_of_exactly_once_sees_aborted_outputs():
-    eos = PIPELINE.replace(**{"workload.pipeline": "exactly_once_v2", "consumer.isolation.level":
-                              "read_uncommitted"}).run()
-    assert eos.anomalies["G1a"] > 0
+    """A zombie (paused past its session timeout) sends its buffered outputs when it wakes, then its offsets
+    commit is refused (KIP-447) and its transaction aborts: the outputs stay in the log, aborted. A crash
+    0.6 ms into a transaction leaves nothing of it in the log, so no reader sees anything."""
+    downstream = PIPELINE.replace(**{"workload.pipeline": "exactly_once_v2",
+                                     "consumer.isolation.level": "read_uncommitted"})
+    zombie = downstream.replace(faults=[faults.pause("consumer-1", at=1.5, duration=8.0)])
+    assert zombie.run().anomalies["G1a"] > 0
+    assert zombie.replace(**{"consumer.isolation.level": "read_committed"}).run().anomalies["G1a"] == 0
+    assert downstream.run().anomalies["G1a"] == 0
+
+
+def test_a_member_that_has_read_nothing_loses_nothing_to_its_first_assignment():
+    """The member begins its transaction before the group's first assignment reaches it; the offsets carry the
+    generation its first records were read in, so the first transaction commits. Kafka Streams begins a
+    transaction only at its first send (StreamsProducer.maybeBeginTransaction) and passes the consumer's
+    group metadata at commit: nothing read before the assignment, nothing to fence."""
+    steady = PIPELINE.replace(**{"workload.pipeline": "exactly_once_v2"}, faults=[])
+    result = steady.run()
+    txns = result.transactions()
+    assert len(txns) > 0 and (txns["outcome"] == "committed").all()
+    h = result.history
+    first_assignment = h[(h["f"] == "assign") & (h["process"] == "consumer-1") & (h["partition"] >= 0)]["time"].min()
+    first = txns[(txns["process"] == "consumer-1.producer") & (txns["records"] > 0)].iloc[0]
+    assert first["begin"] < first_assignment                 # began before the assignment, and still committed
+    assert result.anomalies["G1a"] == 0 and result.pipeline()["outputs exactly once"] == 3000
 
 
 def test_a_zombie_member_is_fenced_by_the_group_generation():
