@@ -6,14 +6,16 @@
                             seed=1)
     result.summary()
 """
-from . import faults
+from . import apps, faults, invariants
+from .app import Service, ServiceSpec, service
 from .configs import ConfigError, EdsimWarning
 from .faults import FaultError
 from .kafka import InvariantViolation
 from .lab import Cluster
-from .scenario import Result, Scenario, simulate
+from .result import Result
+from .scenario import Scenario, simulate
 from .sweep import sweep
 
 __version__ = "0.1.0"
 __all__ = ["simulate", "Scenario", "Result", "Cluster", "sweep", "faults", "ConfigError", "FaultError",
-           "EdsimWarning", "InvariantViolation"]
+           "EdsimWarning", "InvariantViolation", "Service", "ServiceSpec", "service", "apps", "invariants"]

@@ -180,6 +180,8 @@ BROKER = _table(
     Setting("replica.high.watermark.checkpoint.interval.ms", 5000, positive_number),
     Setting("broker.session.timeout.ms", 9000, positive_number),
     Setting("broker.heartbeat.interval.ms", 2000, positive_number),
+    Setting("auto.create.topics.enable", True, boolean,
+            "a topic a client names that does not exist is created with the broker's defaults"),
     Setting("group.initial.rebalance.delay.ms", 3000, non_negative_number,
             "an empty group's first rebalance waits this long for more members"),
     Setting("offsets.commit.timeout.ms", 5000, positive_number),

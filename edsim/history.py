@@ -29,6 +29,21 @@ Transactions add a ``txn`` column and a kind of row:
     are recorded when the transaction ends: ok with offsets if it committed, fail with the offsets they took
     (error TRANSACTION_ABORTED) if it aborted, info without offsets if unknown.
 
+Services add three kinds of rows (``ctx.record``), read by declared invariants:
+
+``state``
+    A store changed: ``topic`` the store's name, ``key`` and ``value`` (the new value when it is a whole
+    number; a deletion is ``type`` fail).
+``view``
+    A view served a read: ``key``, ``value`` the answer.
+``effect``
+    A side effect outside Kafka (an e-mail, a payment), recorded every time it runs.
+
+``group`` and ``service`` name the consumer group and the service of the process that wrote a row (empty for
+neither): two services reading one topic are two groups, and the checker judges processing per group.
+Values are unique per run; ``History.values`` hands them out and remembers which value each derived value came
+from (``lineage()``).
+
 The recorder is columnar: clients hand it whole batches (numpy arrays), and the history becomes a pandas
 DataFrame once, at the end. It knows nothing of the model: clients call it through ``World.history``.
 """
@@ -36,11 +51,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .values import Values
+
 TYPES = ("invoke", "ok", "fail", "info")
 # New functions go at the end: the codes of the existing ones must not change.
-FUNCTIONS = ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault", "process")
+FUNCTIONS = ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault", "process", "state", "view",
+             "effect")
 COLUMNS = ("index", "time", "process", "type", "f", "topic", "key", "value", "partition", "offset",
-           "error", "invoke_time", "op", "txn", "detail")
+           "error", "invoke_time", "op", "txn", "group", "service", "detail")
 
 _TYPE = {t: i for i, t in enumerate(TYPES)}
 _F = {f: i for i, f in enumerate(FUNCTIONS)}
@@ -76,6 +94,19 @@ class History:
         self._detail: dict[int, str] = {}
         self._columns = None              # (chunks when built, columns)
         self._consts: dict[tuple, np.ndarray] = {}   # (value, dtype) -> a read-only array of that value
+        self._roles: dict[str, tuple[str, str]] = {}  # process -> (group, service)
+        self.values = Values()
+
+    def describe(self, process: str, group: str | None = None, service: str | None = None):
+        """Say which consumer group and service the rows of ``process`` belong to."""
+        self._roles[process] = (group or "", service or "")
+
+    def lineage(self):
+        """(values, parents): every derived value and the value it came from."""
+        return self.values.lineage()
+
+    def roles(self) -> dict[str, tuple[str, str]]:
+        return dict(self._roles)
 
     def __len__(self):
         return self._rows
@@ -148,12 +179,12 @@ class History:
                          np.asarray(offsets), error, np.nan, self.new_op())
 
     def event(self, time, process, f, type_="info", topic="", partition=-1, detail="", error="", value=-1,
-              offset=-1, op=None, txn=-1, invoke_time=np.nan):
+              offset=-1, op=None, txn=-1, invoke_time=np.nan, key=-1):
         """A single row that is not a record: a fault, a crash, an assignment, a commit, a transaction's end
         (``txn``: ``value`` is the number of records it sent, ``invoke_time`` when it began)."""
         if detail:
             self._detail[self._rows] = detail
-        self._append(1, time, process, type_, f, topic, -1, value, partition, offset, error, invoke_time,
+        self._append(1, time, process, type_, f, topic, key, value, partition, offset, error, invoke_time,
                      self.new_op() if op is None else op, txn)
 
     # ---- export -------------------------------------------------------------------------------------
@@ -214,6 +245,12 @@ class History:
         frame["invoke_time"] = cols["invoke_time"]
         frame["op"] = cols["op"]
         frame["txn"] = cols["txn"]
+        for i, column in enumerate(("group", "service")):
+            labels = [self._roles.get(p, ("", ""))[i] for p in names["process"]]
+            categories = list(dict.fromkeys([""] + labels))
+            codes = np.array([categories.index(x) for x in labels] or [0], np.int32)
+            frame[column] = pd.Categorical.from_codes(codes[cols["process"]] if self._rows else codes[:0],
+                                                      categories=categories)
         detail = np.full(self._rows, "", dtype=object)
         for row, text in self._detail.items():
             detail[row] = text

@@ -25,8 +25,9 @@ class LiveRun:
     they are at this moment."""
 
     def __init__(self, scenario, seed=None, progress=None):
+        from .run import Run
         self.scenario = scenario
-        self._run = scenario._setup(seed, progress)
+        self._run = Run(scenario, seed, progress)
         self.seed = self._run.seed
         self.actions: list[tuple] = []        # ("advance", until) | ("inject", Fault) | ("heal", None)
         self.injected: list[Fault] = []       # the faults injected live, with ``at`` the moment they acted
@@ -35,25 +36,30 @@ class LiveRun:
     # ---- looking --------------------------------------------------------------------------------------
     @property
     def now(self) -> float:
-        return self._run.lab.env.now
+        return self._run.env.now
 
     @property
     def lab(self):
-        return self._run.lab
+        """The run's Cluster: its brokers, clients and services, as they are now."""
+        return self._run.cluster
+
+    @property
+    def run(self):
+        return self._run
 
     @property
     def topic(self) -> str:
-        return self._run.name
+        return self._run.topic
 
     @property
     def truth(self) -> Truth:
         """What the brokers hold right now (a live view: read it again after ``advance``)."""
-        return Truth(self._run.lab.kafka, self._run.name)
+        return Truth(self._run.cluster.kafka, self._run.topic)
 
     @property
     def history(self):
         """The history so far, as a DataFrame."""
-        return self._run.lab.history.to_frame()
+        return self._run.cluster.history.to_frame()
 
     @property
     def finished(self) -> bool:
@@ -61,10 +67,10 @@ class LiveRun:
 
     def leader(self, partition: int = 0) -> int:
         """The broker the controller names leader of ``partition`` now (-1: none)."""
-        return self._run.lab.kafka.controller.partitions[(self._run.name, partition)].leader
+        return self._run.cluster.kafka.controller.partitions[(self._run.topic, partition)].leader
 
     def followers(self, partition: int = 0) -> list[int]:
-        state = self._run.lab.kafka.controller.partitions[(self._run.name, partition)]
+        state = self._run.cluster.kafka.controller.partitions[(self._run.topic, partition)]
         return [r for r in state.replicas if r != state.leader]
 
     # ---- acting ---------------------------------------------------------------------------------------
@@ -80,7 +86,7 @@ class LiveRun:
                 or seconds <= 0:
             raise ConfigError(f"seconds={seconds!r} is not allowed: advance by a finite number of seconds > 0")
         until = self.now + seconds
-        self._run.lab.env.run(until=until)
+        self._run.cluster.env.run(until=until)
         self.actions.append(("advance", until))
         return self
 
@@ -130,7 +136,7 @@ class LiveRun:
         self._open()
         scenario = self.scenario.replace(seed=self.seed, faults=list(self.scenario.faults) + self.injected) \
             if self.injected else None
-        self.result = self.scenario._finish(self._run, scenario)
+        self.result = self._run.finish(scenario)
         return self.result
 
     # ---- what would come of it --------------------------------------------------------------------------
@@ -138,7 +144,7 @@ class LiveRun:
         """A fresh run of the same scenario and seed with every step and fault of this one done again, at the
         same simulated moments: the same history so far."""
         other = LiveRun(self.scenario, self.seed)
-        env = other._run.lab.env
+        env = other._run.env
         for action, arg in self.actions:
             if action == "advance":
                 env.run(until=arg)

@@ -9,14 +9,16 @@ class Sampler:
     """Reads the cluster every ``interval`` simulated seconds (state the checker may not use, pictures may)."""
 
     def __init__(self, lab, topic, consumers, interval):
-        self.lab, self.topic, self.consumers, self.interval = lab, topic, consumers, interval
+        self.lab, self.topic, self.interval = lab, topic, interval
+        self._consumers = consumers if callable(consumers) else (lambda: consumers)   # the members may come later
         self.rows = []
         self.running = True
         lab.env.process(self._run())
 
     def _committed(self):
         """The workload group's committed offsets, as its coordinator holds them (truth, not history)."""
-        group = self.consumers[0].membership.group if self.consumers and self.consumers[0].membership else None
+        consumers = self._consumers()
+        group = consumers[0].membership.group if consumers and consumers[0].membership else None
         for broker in self.lab.kafka.brokers.values():
             g = broker.coordinator.groups.get(group) if broker.up and group else None
             if g is not None and broker.coordinator._replica(group) is not None:
@@ -29,13 +31,14 @@ class Sampler:
         while self.running:
             now = self.lab.env.now
             committed = self._committed()
+            consumers = self._consumers()
             for tp in tps:
                 state = kafka.controller.partitions[tp]
                 leader = kafka.brokers.get(state.leader)
                 replica = leader.replicas[tp] if leader is not None and leader.up else None
                 hw = replica.hw if replica is not None else -1
                 lso = replica.last_stable_offset if replica is not None else -1
-                owner = next((c for c in self.consumers if c.up and tp in c.positions), None)
+                owner = next((c for c in consumers if c.up and tp in c.positions), None)
                 position = owner.positions.get(tp) if owner is not None else None
                 if position is None:
                     position = committed.get(tp, 0)

@@ -191,13 +191,19 @@ def _empty_cases() -> pd.DataFrame:
                         "time": np.empty(0)}, [])
 
 
-def check(history) -> Report:
-    """Checks a :class:`~edsim.history.History` (or its ``to_frame()``) for every anomaly in ANOMALIES."""
+def check(history, invariants=()) -> Report:
+    """Checks a :class:`~edsim.history.History` (or its ``to_frame()``) for every anomaly in ANOMALIES, then each
+    declared invariant (``edsim.invariants``), reported under its own name."""
     analysis = Analysis.of(history)
     cases = {}
     for name in ANOMALIES:
         fn = DETECTORS.get(name)
         cases[name] = fn(analysis).reset_index(drop=True) if fn else _empty_cases()
+    if invariants:
+        frame = history.to_frame() if hasattr(history, "to_frame") else history
+        lineage = history.lineage() if hasattr(history, "lineage") else None
+        for invariant in invariants:
+            cases[invariant.name] = invariant.cases(frame, lineage).reset_index(drop=True)
     return Report({name: len(frame) for name, frame in cases.items()}, cases)
 
 

@@ -18,6 +18,8 @@ CONNECTION_SETUP_TIMEOUT = 10.0  # socket.connection.setup.timeout.ms
 
 
 class Client(Node):
+    kind = "client"
+
     def __init__(self, world, kafka, name: str, request_timeout: float, retry_backoff: float,
                  metadata_max_age: float = 300.0):
         super().__init__(world, name)

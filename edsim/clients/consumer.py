@@ -64,7 +64,7 @@ class Consumer(Client):
         if self.membership is not None:
             kafka.ensure_offsets_topic()     # Kafka creates __consumer_offsets when a group first needs it
         self.closed = False
-        self.on_restarted = []               # callbacks after a restart (the application subscribes again)
+        self.listener = None                 # a ConsumerRebalanceListener: told of partitions assigned and revoked
         self._reset_consumer()
 
     def _reset_consumer(self):
@@ -83,6 +83,7 @@ class Consumer(Client):
         self._awaiting_committed: set = set()
         self._next_auto_commit = self.now + self.auto_commit_interval
         self.assignment = []
+        self.paused_partitions: set = set()             # pause(): kept assigned, neither fetched nor returned
 
     def on_crash(self):
         self.world.history.event(self.now, self.name, "crash", detail="consumer process crashed")
@@ -93,8 +94,7 @@ class Consumer(Client):
         if self.membership is not None:
             self.membership.topics = ()
             self.membership.reset()
-        for callback in self.on_restarted:
-            callback(self)
+        self.listener = None                 # a new process: the application subscribes again
 
     # ---- assignment -------------------------------------------------------------------------------------
     def assign(self, tps, positions=None):
@@ -110,14 +110,17 @@ class Consumer(Client):
         self._fetch_all()
 
     # ---- group membership -------------------------------------------------------------------------------
-    def subscribe(self, topics):
-        """Join the consumer group ``group.id``; the group's leader assigns the partitions of ``topics``."""
+    def subscribe(self, topics, listener=None):
+        """Join the consumer group ``group.id``; the group's leader assigns the partitions of ``topics``.
+        ``listener`` (Java's ConsumerRebalanceListener) hears ``on_partitions_revoked(tps)`` and
+        ``on_partitions_assigned(tps)`` as the assignment changes."""
         if self.membership is None:
             raise ConfigError("subscribe() needs a group.id in the consumer config (Kafka: InvalidGroupIdException)")
         for topic in topics:
             if topic not in self.kafka.topics:
                 raise ConfigError(f"unknown topic {topic!r}; known topics: {', '.join(self.kafka.topics)}")
         self.world.history.event(self.now, self.name, "subscribe", type_="ok", topic=",".join(topics))
+        self.listener = listener
         self.membership.subscribe(topics)
         self.membership._progress()
 
@@ -159,8 +162,16 @@ class Consumer(Client):
             if tp not in self.positions:
                 del self.fetching[tp]
         self._awaiting_committed &= set(tps)
+        self.paused_partitions &= set(tps)
         if set(tps) != old:
             self._record_assignment()
+            if self.listener is not None:
+                revoked = [tp for tp in sorted(old) if tp not in self.positions]
+                assigned = [tp for tp in tps if tp not in old]
+                if revoked:
+                    self.listener.on_partitions_revoked(revoked)
+                if assigned:
+                    self.listener.on_partitions_assigned(assigned)
 
     def _record_assignment(self):
         history = self.world.history
@@ -232,6 +243,8 @@ class Consumer(Client):
             if error in COMMIT_FAILED or error is None or error not in RETRY_COMMIT or env.now >= deadline:
                 break
             yield env.timeout(self.retry_backoff)
+        if self.paused:
+            yield self.when_running()
         if error in COMMIT_FAILED:
             raise CommitFailedException(f"commit failed with {error}: the group rebalanced, or this member was "
                                         "removed from it (session.timeout.ms or max.poll.interval.ms)")
@@ -277,13 +290,16 @@ class Consumer(Client):
             self._data = env.event()
             yield env.any_of([self._data, env.timeout(timeout)])
             self._data = None
+        if self.paused:
+            yield self.when_running()                   # a stalled process returns from no call until it runs
         if self.errors:
             error, self.errors = self.errors[0], []
             raise error
         return self._take()
 
     def _buffered(self):
-        return any(self.buffers.get(tp) for tp in self.assignment)
+        paused = self.paused_partitions
+        return any(self.buffers.get(tp) for tp in self.assignment if tp not in paused)
 
     def _take(self):
         if not self.up:
@@ -293,7 +309,10 @@ class Consumer(Client):
         history = self.world.history
         op = history.new_op()
         now = self.now
+        paused = self.paused_partitions
         for tp in self.assignment:
+            if tp in paused:
+                continue
             buffer = self.buffers.get(tp)
             while buffer and room > 0:
                 offsets, values, keys, payloads, epoch, after = buffer[0]
@@ -317,6 +336,19 @@ class Consumer(Client):
 
     def position(self, tp) -> int | None:
         return self.positions.get(tuple(tp))
+
+    def pause_partitions(self, tps):
+        """Stop fetching and returning these assigned partitions (Java's ``pause``; ``pause()`` here stalls the
+        whole process): they stay assigned, positions kept (Kafka Streams pauses a partition while its state is
+        restored)."""
+        self.paused_partitions |= {tuple(tp) for tp in tps if tuple(tp) in self.positions}
+
+    def resume_partitions(self, tps):
+        """Undo ``pause_partitions`` (Java's ``resume``)."""
+        self.paused_partitions -= {tuple(tp) for tp in tps}
+        self._fetch_all()
+        if self._buffered():
+            self._wake()
 
     def seek(self, tp, offset: int):
         tp = tuple(tp)
@@ -345,8 +377,9 @@ class Consumer(Client):
         self._fetch_all()
 
     def _fetch_all(self):
+        paused = self.paused_partitions
         for tp in self.assignment:
-            if tp not in self.fetching and not self.buffers.get(tp) and self._blocked.get(tp, 0) <= self.now \
+            if tp not in paused and tp not in self.fetching and not self.buffers.get(tp) and self._blocked.get(tp, 0) <= self.now \
                     and tp not in self._awaiting_committed:
                 self._fetch(tp)
 

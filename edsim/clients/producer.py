@@ -124,8 +124,9 @@ class Producer(Client):
         if config["transactional.id"]:
             kafka.ensure_transaction_topic()
             self.txn = TransactionManager(self, config["transactional.id"], config.seconds("transaction.timeout.ms"))
-        self.on_restarted = []               # callbacks after a restart (the workload resends there)
-        self.outcome_listeners = []          # callbacks (type, values) when sends end
+        # (type, values) when sends end: Java's ProducerInterceptor.onAcknowledgement, as an application
+        # that tracks what was acknowledged (to send the rest again after a restart) installs it
+        self.outcome_listeners = []
         self.errors: dict[str, int] = {}     # error code -> responses with it, retried or not (Kafka's
                                              # record-error and record-retry metrics, by code)
         self._reset_producer()
@@ -165,8 +166,6 @@ class Producer(Client):
     def on_restart(self):
         super().on_restart()
         self._reset_producer()
-        for callback in self.on_restarted:
-            callback(self)
 
     def _init_producer_id(self):
         """InitProducerId: a new producer id for this session (idempotence holds within one session only)."""

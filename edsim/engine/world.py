@@ -14,6 +14,8 @@ from heapq import heappush
 import simpy
 from simpy.events import NORMAL
 
+from .registry import Registry
+
 
 @contextmanager
 def fewer_collections(threshold: int = 200_000):
@@ -71,6 +73,8 @@ class World:
         self.env = simpy.Environment()
         self.history = history if history is not None else _NullHistory()
         self.nodes: dict[str, object] = {}
+        self.names = Registry()           # what each name means: brokers, clients, services, instances
+        self._owner = None                # the service instance whose clients are being created
         self._streams: dict[str, random.Random] = {}
         self.network = None  # set by Network(world)
 
@@ -93,8 +97,21 @@ class World:
     def add(self, node):
         if node.name in self.nodes:
             raise ValueError(f"a node named {node.name!r} already exists")
+        if self._owner is not None:
+            self.names.add_part(node.name, self._owner)
+        else:
+            self.names.add(node.name, node, getattr(node, "kind", "node"))
         self.nodes[node.name] = node
         return node
+
+    @contextmanager
+    def owned_by(self, instance: str):
+        """Nodes created inside this block are clients of service instance ``instance`` (parts of its process)."""
+        before, self._owner = self._owner, instance
+        try:
+            yield
+        finally:
+            self._owner = before
 
     def run(self, until=None):
         self.env.run(until=until)

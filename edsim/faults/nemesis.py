@@ -1,8 +1,6 @@
 """The nemesis: applies fault specs when their time comes, resolving "leader" and friends at that moment."""
 from __future__ import annotations
 
-import difflib
-
 from ..kafka.coordinator import OFFSETS_TOPIC, offsets_partition
 from ..kafka.transactions import TXN_TOPIC
 from .specs import Fault, FaultError
@@ -25,19 +23,20 @@ class Nemesis:
         return role_target(target, self.topic, {t: c["partitions"] for t, c in self.kafka.topics.items()})
 
     def check_target(self, target):
-        clients = [n for n in self.world.nodes if not n.startswith("broker-") and n != "controller"]
-        check_target(target, list(self.kafka.brokers), self.topic,
-                     {t: c["partitions"] for t, c in self.kafka.topics.items()}, clients, self.groups,
-                     self.txn_ids)
+        """Raise FaultError unless ``target`` means something in this world (the registry says what)."""
+        check_target(target, self.world.names, list(self.kafka.brokers), self.topic,
+                     {t: c["partitions"] for t, c in self.kafka.topics.items()}, self.groups, self.txn_ids)
 
     def resolve(self, target) -> list[str]:
-        """The node names ``target`` means right now."""
+        """The registered names ``target`` means right now (a role becomes the broker that holds it)."""
         if isinstance(target, int):
             return [f"broker-{target}"]
         for prefix, topic, keys in (("coordinator", OFFSETS_TOPIC, self.groups),
                                     ("txn-coordinator", TXN_TOPIC, self.txn_ids)):
             if str(target) == prefix or str(target).startswith(prefix + ":"):
-                key = str(target).partition(":")[2] or keys[0]
+                key = str(target).partition(":")[2] or (keys[0] if keys else None)
+                if key is None or topic not in self.kafka.topics:
+                    return []
                 n = self.kafka.topics[topic]["partitions"]
                 state = self.kafka.controller.partitions[(topic, offsets_partition(key, n))]
                 return [f"broker-{state.leader}"] if state.leader >= 0 else []
@@ -48,6 +47,14 @@ class Nemesis:
                 return [f"broker-{state.leader}"] if state.leader >= 0 else []
             return [f"broker-{r}" for r in state.replicas if r != state.leader]
         return [target]
+
+    def _nodes(self, names) -> list[str]:
+        """The network nodes behind registered names (a service instance speaks through its clients)."""
+        out = []
+        for name in names:
+            entry = self.world.names.get(name)
+            out += entry.node_names() if hasattr(entry, "node_names") else [name]
+        return out
 
     # ---- scheduling -------------------------------------------------------------------------------------
     def schedule(self, fault: Fault):
@@ -64,18 +71,22 @@ class Nemesis:
     def apply(self, fault: Fault):
         net = self.world.network
         nodes = self.world.nodes
+        entries = self.world.names
         kind = fault.kind
         if kind == "partition":
             a = [n for t in fault.targets[0] for n in self.resolve(t)]
             b = [n for t in fault.targets[1] for n in self.resolve(t)]
-            links = [(x, y) for x in a for y in b if x != y] + [(y, x) for x in a for y in b if x != y]
+            na, nb = self._nodes(a), self._nodes(b)
+            links = [(x, y) for x in na for y in nb if x != y] + [(y, x) for x in na for y in nb if x != y]
             names = a + b
         elif kind == "isolate":
             names = self.resolve(fault.targets[0])
-            links = [(x, y) for x in names for y in nodes if y != x] + [(y, x) for x in names for y in nodes if y != x]
+            mine = self._nodes(names)
+            links = [(x, y) for x in mine for y in nodes if y not in mine] + \
+                    [(y, x) for x in mine for y in nodes if y not in mine]
         elif kind == "drop":
             src, dst = self.resolve(fault.targets[0]), self.resolve(fault.targets[1])
-            links = [(x, y) for x in src for y in dst if x != y]
+            links = [(x, y) for x in self._nodes(src) for y in self._nodes(dst) if x != y]
             names = src + dst
         else:
             names = self.resolve(fault.targets[0])
@@ -92,17 +103,18 @@ class Nemesis:
                 net.add_drop(*link, fault.probability)
             undo = lambda: [net.remove_drop(*link, fault.probability) for link in links]
         elif kind == "slow":
-            for name in names:
+            slowed = self._nodes(names)
+            for name in slowed:
                 net.add_slow(name, fault.factor)
-            undo = lambda: [net.remove_slow(name, fault.factor) for name in names]
+            undo = lambda: [net.remove_slow(name, fault.factor) for name in slowed]
         elif kind == "pause":
             for name in names:
-                nodes[name].pause()
-            undo = lambda: [nodes[name].resume() for name in names]
+                entries.get(name).pause()
+            undo = lambda: [entries.get(name).resume() for name in names]
         elif kind == "crash":
             for name in names:
-                nodes[name].crash()
-            undo = lambda: [nodes[name].restart() for name in names]
+                entries.get(name).crash()
+            undo = lambda: [entries.get(name).restart() for name in names]
         else:  # pragma: no cover - specs only make the kinds above
             raise FaultError(f"unknown fault kind {kind!r}")
         entry = [fault, undo, names]
@@ -146,29 +158,35 @@ def role_target(target, topic, partitions: dict):
     return role, (name, int(p))
 
 
-def check_target(target, brokers, topic, partitions: dict, clients, groups=(), txn_ids=()):
-    """Raise FaultError unless ``target`` names something a fault can hit; suggest the closest name."""
+def check_target(target, names, brokers, topic, partitions: dict, groups=(), txn_ids=(), expect_groups=False,
+                 expect_txn=False):
+    """Raise FaultError unless ``target`` names something a fault can hit: a broker id, a role, or a name the
+    world's registry ``names`` knows (a standalone client, a service, a service instance). ``groups`` and
+    ``txn_ids`` are those known so far; ``expect_*``: services may still open some (checked before a run)."""
     allowed = ", ".join(map(str, brokers))
     if isinstance(target, bool) or not isinstance(target, (int, str)):
         raise FaultError(f"target={target!r} is not allowed: a target is a broker id ({allowed}), 'leader', "
-                         "'followers', 'leader:<topic>-<partition>', 'controller' or a client name")
+                         "'followers', 'leader:<topic>-<partition>', 'controller', a service or a client name")
     if isinstance(target, int):
         if target not in brokers:
             raise FaultError(f"target={target!r} is not allowed: broker ids are {allowed}")
         return
-    if target == "coordinator" and groups or target.startswith("coordinator:") and target[12:] in groups:
+    has_groups, has_txn = bool(groups) or expect_groups, bool(txn_ids) or expect_txn
+    if target == "coordinator" and has_groups or target.startswith("coordinator:") and (
+            target[12:] in groups or expect_groups and target[12:]):
         return
-    if target == "txn-coordinator" and txn_ids or target.startswith("txn-coordinator:") and target[16:] in txn_ids:
+    if target == "txn-coordinator" and has_txn or target.startswith("txn-coordinator:") and (
+            target[16:] in txn_ids or expect_txn and target[16:]):
         return
-    if role_target(target, topic, partitions) is not None or target == "controller" or target in clients:
+    if role_target(target, topic, partitions) is not None or target == "controller":
         return
-    names = ["leader", "followers", "controller"] + (["coordinator"] if groups else []) + (
-        ["txn-coordinator"] if txn_ids else []) + list(clients)
-    close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else "."
-    raise FaultError(f"target={target!r} is not allowed{hint} Use a broker id ({allowed}), 'leader', 'followers', "
-                     f"'leader:<topic>-<partition>', 'controller', "
-                     + ("'coordinator' (of the consumer group), " if groups else "")
-                     + ("'txn-coordinator' (of the first transactional.id, or 'txn-coordinator:<id>'), "
-                        if txn_ids else "")
-                     + f"or a client name ({', '.join(clients) or 'none yet'})")
+    if target in names and names.kind(target) in ("client", "service", "instance"):
+        return
+    processes = [n for n in names.names("client", "service", "instance")]
+    described = (f"a broker id ({allowed}), 'leader', 'followers', 'leader:<topic>-<partition>', 'controller', "
+                 + ("'coordinator' (of the consumer group, or 'coordinator:<group>'), " if has_groups else "")
+                 + ("'txn-coordinator' (of the first transactional.id, or 'txn-coordinator:<id>'), " if has_txn
+                    else "")
+                 + f"or a service or client name ({', '.join(processes) or 'none yet'})")
+    raise FaultError(names.unknown(target, described, ["leader", "followers"] + (["coordinator"] if has_groups else [])
+                                   + (["txn-coordinator"] if has_txn else [])))

@@ -18,6 +18,8 @@ REFUSED_WHILE_STARTING = (P.ProduceRequest, P.FetchRequest, P.MetadataRequest, P
 
 
 class Broker(Node):
+    kind = "broker"
+
     def __init__(self, world, cluster, broker_id: int):
         super().__init__(world, f"broker-{broker_id}")
         self.id = broker_id

@@ -24,6 +24,8 @@ class BrokerInfo:
 
 
 class Controller(Node):
+    kind = "controller"
+
     def __init__(self, world, cluster):
         super().__init__(world, "controller")
         self.cluster = cluster
