@@ -48,23 +48,30 @@ def test_a_dead_members_partitions_go_unread_until_the_session_times_out():
     assert result.anomalies["lost-processing"] == 0
 
 
+class Member(edsim.Service):
+    """Polls group "g" on "events" forever."""
+    config = {}
+
+    def run(self, ctx):
+        consumer = ctx.consumer(group="g", subscribe=["events"], config=self.config)
+        while True:
+            yield from consumer.poll(0.2)
+
+
 def _group(strategy=("range",), members=2, partitions=4, seed=1, static=False, **config):
     cluster = edsim.Cluster(brokers=3, seed=seed, broker={"group.initial.rebalance.delay.ms": 0})
     cluster.create_topic("events", partitions=partitions)
     cluster.kafka.ensure_offsets_topic()
     consumers = []
 
-    def loop(consumer):
-        while True:
-            yield from consumer.poll(0.2)
-
     def join(i):
+        """A member as a service instance: a crash interrupts its poll loop, a restart subscribes again."""
         instance = {"group.instance.id": f"instance-{i}"} if static else {}
-        consumer = cluster.consumer({"group.id": "g", "partition.assignment.strategy": list(strategy), **instance,
-                                     **config}, name=f"consumer-{i}")
-        consumer.subscribe(["events"])
-        consumer.on_restarted.append(lambda c: c.subscribe(["events"]))
-        cluster.env.process(loop(consumer))
+        config_i = {"partition.assignment.strategy": list(strategy), **instance, **config}
+        member = cluster.service(f"consumer-{i}", edsim.ServiceSpec(
+            Member, options={"config": config_i}, instance_names=[f"consumer-{i}"]))
+        cluster.env.run(until=cluster.now + 1e-9)                     # its process opens its consumer
+        consumer = member.instances[0].clients[0]
         consumers.append(consumer)
         return consumer
 
@@ -143,9 +150,9 @@ def test_static_membership_comes_back_without_a_rebalance():
         cluster, (c1, c2), _join = _group(static=static)
         cluster.run(until=5)
         before = (list(c1.assignment), list(c2.assignment))
-        c2.crash()
+        cluster.names.get("consumer-2").crash()                     # the member's process, not only its client
         cluster.run(until=6)
-        c2.restart()
+        cluster.names.get("consumer-2").restart()
         cluster.run(until=12)
         h = cluster.history.to_frame()
         rebalanced = ((h["f"] == "assign") & (h["process"] == "consumer-1") & (h["time"] > 5)).any()

@@ -153,13 +153,13 @@ def test_runs_do_not_depend_on_pythons_hash_seed():
     {"faults": [faults.crash("producer", at=0.5, restart_after=0.3)]},           # records wait for a dead producer
 ])
 def test_the_workloads_partition_plan_is_only_a_shortcut(monkeypatch, extra):
-    """The workload hands keyed records to the producer grouped by a plan made once (workload.py); without the
+    """The load hands keyed records to the producer grouped by a plan made once (apps/load.py); without the
     plan the producer sorts each step's records itself. Both must give the very same run."""
-    from edsim import workload
+    from edsim.apps.load import Load
     scenario = edsim.Scenario(topic={"partitions": 4}, workload={"messages": 2000, "rate": 2000, "keys": 50},
                               seed=5, **extra)
     planned = scenario.run()
-    monkeypatch.setattr(workload.Workload, "_partition_plan", lambda self: None)
+    monkeypatch.setattr(Load, "_partition_plan", lambda self, producer, plan: None)
     unplanned = scenario.run()
     pd.testing.assert_frame_equal(planned.history, unplanned.history)
     assert len(planned.history) > 4000

@@ -56,7 +56,7 @@ def test_errors_are_edsim_config_errors_and_value_errors():
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("wrong, right", [("produser", "producer"), ("topics", "topic"), ("fault", "faults")])
+@pytest.mark.parametrize("wrong, right", [("produser", "producer"), ("topik", "topic"), ("fault", "faults")])
 def test_unknown_scenario_argument_suggests_the_closest(wrong, right):
     with pytest.raises((TypeError, ValueError), match=parts(repr(wrong), f"did you mean {right!r}")):
         edsim.simulate(**{wrong: {}}, workload=SMALL)
@@ -292,12 +292,13 @@ def test_broker_id_zero_is_not_a_broker():
 
 def test_unknown_named_target_lists_what_is_allowed():
     with pytest.raises(ValueError, match=parts("target='leaderr' is not allowed", "'leader'", "'followers'",
-                                               "'controller'", "producer, consumer-1")):
+                                               "'controller'", "producer, consumer, consumer-1")):
         edsim.simulate(workload=SMALL, faults=[faults.crash("leaderr", at=1.0)])
 
 
 def test_unknown_client_target_lists_the_clients():
-    with pytest.raises(ValueError, match=parts("target='consumer-3' is not allowed", "producer, consumer-1")):
+    with pytest.raises(ValueError, match=parts("target='consumer-3' is not allowed", "did you mean 'consumer-1'",
+                                                  "producer, consumer, consumer-1")):
         edsim.simulate(workload=SMALL, faults=[faults.pause("consumer-3", at=1.0, duration=1.0)])
 
 
