@@ -173,20 +173,25 @@ class Cluster:
             producer = self._instance_client(instance, "producer", lambda n: Producer(self.world, self.kafka, n))
         return producer
 
+    @staticmethod
+    def _store_isolation(instance) -> str:
+        producer = next((c for c in instance.clients if isinstance(c, Producer)), None)
+        return "read_committed" if producer is not None and producer.txn is not None else "read_uncommitted"
+
     def restore_consumer(self, instance):
         """Kafka Streams' restore consumer: assign() only, from the changelog's start, reads uncommitted data
         only when the service is not transactional (Streams restores read_committed under exactly-once). Streams
         asks for the changelog's end offsets before it restores, so an empty or caught-up shard costs a round trip,
         not a fetch held for fetch.max.wait.ms: its fetches here wait at most 10 ms."""
-        producer = next((c for c in instance.clients if isinstance(c, Producer)), None)
-        isolation = "read_committed" if producer is not None and producer.txn is not None else "read_uncommitted"
         return self._instance_client(instance, "restore", lambda n: Consumer(
-            self.world, self.kafka, n, {"auto.offset.reset": "earliest", "isolation.level": isolation,
+            self.world, self.kafka, n, {"auto.offset.reset": "earliest", "isolation.level": self._store_isolation(instance),
                                         "fetch.max.wait.ms": 10}))
 
     def standby_consumer(self, instance):
+        """A standby task's consumer: reads the changelog as it grows, committed data only under exactly-once."""
         return self._instance_client(instance, "standby", lambda n: Consumer(
-            self.world, self.kafka, n, {"auto.offset.reset": "earliest"}))
+            self.world, self.kafka, n, {"auto.offset.reset": "earliest",
+                                        "isolation.level": self._store_isolation(instance)}))
 
     @staticmethod
     def input_consumer(instance):
