@@ -23,7 +23,7 @@ from .workload import pipeline_producer_settings, producer_settings, workload_co
 SECTIONS = ("topic", "producer", "consumer", "broker", "workload")
 
 
-@dataclass
+@dataclass(repr=False)
 class Scenario:
     """Everything that defines a run; ``Scenario(**kw).run()`` is ``edsim.simulate(**kw)``."""
 
@@ -71,6 +71,13 @@ class Scenario:
             raise ConfigError(f"invariants={self.invariants!r} is not allowed: a list of edsim.invariants checks")
         self.invariants = list(self.invariants)
         self.check()
+
+    def __repr__(self):
+        """The dataclass's repr, without the service-era fields while they are empty (older outputs stay as
+        they were)."""
+        shown = [f"{name}={getattr(self, name)!r}" for name in ARGUMENTS[:8]]
+        shown += [f"{name}={getattr(self, name)!r}" for name in ARGUMENTS[8:] if getattr(self, name)]
+        return f"Scenario({', '.join(shown)})"
 
     def uses_workload(self) -> bool:
         """Does the scenario run the built-in workload? Yes unless it declares services and no workload."""
