@@ -147,3 +147,19 @@ def test_readme_shows_make_lab_and_make_test():
 def test_makefile_has_lab_and_test_targets():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^lab:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def test_readme_code_blocks_run_as_shown():
+    """Every python block of the README runs, in order, in one namespace (the README is documentation a user
+    copies: it must not lie)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    plt.close("all")
+    assert namespace["result"].services.loc["counter", "restarts"] == 1
+    assert namespace["risky"].anomalies["lost-write"] > 0 == namespace["safe"].anomalies["lost-write"]

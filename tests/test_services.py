@@ -227,3 +227,13 @@ def test_values_are_derived_with_lineage_and_the_same_input_gives_the_same_outpu
     sent = safe.history
     inputs = set(sent.loc[(sent["f"] == "send") & (sent["topic"] == "orders"), "value"])
     assert set(parents.tolist()) <= inputs
+
+
+def test_the_panel_offers_the_scenarios_services_as_fault_targets():
+    from edsim.widgets import ExperimentPanel
+    panel = ExperimentPanel(shop())
+    options = list(panel.fault_target.options)
+    assert ["shop-1", "inventory-1", "inventory-2", "shipping-1", "inventory"] == [
+        o for o in options if isinstance(o, str) and o not in ("leader", "followers", "controller")]
+    three = ExperimentPanel(edsim.Scenario(workload={"consumers": 3}))
+    assert "consumer-3" in three.fault_target.options and "consumer-4" not in three.fault_target.options

@@ -9,6 +9,7 @@ With a group.id, ``subscribe`` joins a consumer group (membership.py) and offset
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,6 +29,16 @@ class OffsetOutOfRange(Exception):
     """auto.offset.reset=none and the position is not in the log (Kafka's OffsetOutOfRangeException)."""
 
 
+class Record(NamedTuple):
+    """One record of a poll, as a service reads it: ``r.key``, ``r.value`` (or unpacked in this order)."""
+    topic: str
+    partition: int
+    offset: int
+    value: int
+    key: int
+    payload: object
+
+
 class Records:
     """What one poll returned: per partition, numpy arrays of offsets, values and keys (and payloads)."""
 
@@ -43,8 +54,8 @@ class Records:
         """(topic, partition, offset, value, key, payload) per record, for readable services."""
         for tp, offsets, values, keys, payloads in self.parts:
             for i in range(len(offsets)):
-                yield (tp[0], tp[1], int(offsets[i]), int(values[i]), int(keys[i]),
-                       None if payloads is None else payloads[i])
+                yield Record(tp[0], tp[1], int(offsets[i]), int(values[i]), int(keys[i]),
+                             None if payloads is None else payloads[i])
 
 
 class Consumer(Client):

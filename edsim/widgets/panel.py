@@ -91,7 +91,7 @@ class ExperimentPanel:
 
         # the fault builder
         self.faults = list(b.faults)
-        targets = ["leader", "followers", "controller"] + list(range(1, b.brokers + 1)) + ["producer", "consumer-1"]
+        targets = ["leader", "followers", "controller"] + list(range(1, b.brokers + 1)) + process_targets(b)
         self.fault_kind = W.Dropdown(options=FAULT_KINDS, value="crash", description="fault", style=style,
                                      layout=W.Layout(width="170px"))
         self.fault_target = W.Dropdown(options=targets, value="leader", description="target", style=style,
@@ -391,3 +391,12 @@ class ExperimentPanel:
 
     def __repr__(self):
         return f"<ExperimentPanel live={self.live_mode}: {self.base.to_code()}>"
+
+
+def process_targets(scenario) -> list[str]:
+    """What the scenario's services can be hit by name (the run's registry says the same): every instance, then
+    every service of several instances (all of them at once)."""
+    names = scenario.names()
+    instances = names.names("instance")
+    services = [n for n in names.names("service") if len(names.get(n).names(n)) > 1]
+    return instances + services
