@@ -127,7 +127,10 @@ def chapter_panels(folder) -> dict:
             source = "".join(cell["source"])
             if cell["cell_type"] == "code" and source.splitlines()[-1:] == [PANEL_CELL]:
                 text = "".join(cell["outputs"][0]["data"]["text/plain"])
-                scenario = eval(text, {"__builtins__": {}}, {"Scenario": Scenario, "faults": faults})  # noqa: S307
+                try:
+                    scenario = eval(text, {"__builtins__": {}}, {"Scenario": Scenario, "faults": faults})  # noqa: S307
+                except NameError:
+                    continue       # services defined in the notebook itself: only the notebook can build them
                 if not isinstance(scenario, Scenario):
                     raise ValueError(f"{path}: the panel.scenario cell shows {text!r}, not a Scenario")
                 panels[path.stem] = scenario

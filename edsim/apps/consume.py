@@ -24,13 +24,11 @@ class Marks:
         self.bits = np.zeros(0, bool)
 
     def mark(self, values):
-        values = values[values >= 0]
-        if not len(values):
-            return
-        top = int(values.max()) + 1
-        if top > len(self.bits):
-            self.bits = np.concatenate([self.bits, np.zeros(max(top - len(self.bits), len(self.bits)), bool)])
-        self.bits[values] = True
+        top = values.max() + 1
+        bits = self.bits
+        if top > bits.size:
+            bits = self.bits = np.concatenate([bits, np.zeros(max(top - bits.size, bits.size), bool)])
+        bits[values] = True
 
     def missing(self, values) -> bool:
         """Is any of ``values`` unmarked?"""
@@ -40,9 +38,17 @@ class Marks:
         return len(inside) < len(values) or not self.bits[inside].all()
 
 
-def _processed(ctx, consumer, topic, partition, values, keys, offsets):
-    ctx._instance.world.history.processed(ctx.now, consumer.name, topic, partition, values, keys, offsets)
-    ctx.shared.setdefault("processed", Marks()).mark(values)
+def _processed(ctx, marks, consumer, topic, partition, values, keys, offsets):
+    """The side effects of these records of one partition are applied (one ``process`` op)."""
+    ctx._instance.world.history.processed(ctx.env._now, consumer.name, topic, partition, values, keys, offsets)
+    marks.mark(values)
+
+
+def _marks(ctx) -> Marks:
+    marks = ctx.shared.get("processed")
+    if marks is None:
+        marks = ctx.shared["processed"] = Marks()
+    return marks
 
 
 class Consume(Service):
@@ -68,6 +74,7 @@ class Consume(Service):
 
     def run(self, ctx):
         consumer = ctx.consumer(group=self.group, subscribe=[self.topic], config=self.config())
+        marks = _marks(ctx)
         while True:
             try:
                 records = yield from consumer.poll(POLL_TIMEOUT)
@@ -83,26 +90,26 @@ class Consume(Service):
                     yield from consumer.commit_sync()
                 except CommitFailedException:
                     continue                           # the partitions moved on: their new owner will do them
-            done = yield from self._process(ctx, consumer, records)
+            done = yield from self._process(ctx, marks, consumer, records)
             if self.commit == "after-process" and done:
                 try:
                     yield from consumer.commit_sync()
                 except CommitFailedException:
                     pass                               # processed, not committed: the new owner does them again
 
-    def _process(self, ctx, consumer, records):
+    def _process(self, ctx, marks, consumer, records):
         """Apply each record's side effect, ``processing_time`` apiece (a crash stops it mid-way, a pause
         stalls it). Returns the next offset to commit per partition."""
         per_record = self.processing_time
         done = {}
         for tp, offsets, values, keys, _payloads in records.parts:
             if per_record <= 0:
-                _processed(ctx, consumer, tp[0], tp[1], values, keys, offsets)
+                _processed(ctx, marks, consumer, tp[0], tp[1], values, keys, offsets)
                 done[tp] = int(offsets[-1]) + 1
                 continue
             for i in range(len(offsets)):
                 yield from ctx.sleep(per_record)
-                _processed(ctx, consumer, tp[0], tp[1], values[i:i + 1], keys[i:i + 1], offsets[i:i + 1])
+                _processed(ctx, marks, consumer, tp[0], tp[1], values[i:i + 1], keys[i:i + 1], offsets[i:i + 1])
                 done[tp] = int(offsets[i]) + 1
         return done
 
@@ -144,7 +151,7 @@ class Pipeline(Service):
         consumer = ctx.consumer(group=self.group, subscribe=[self.topic], config=consumer_config)
         producer = ctx.producer(producer_config, record_size=self.record_size)
         ctx._service.hooks.topic_used(ctx._service, self.output)
-        env, values = ctx.env, ctx._instance.world.history.values
+        env, values, marks = ctx.env, ctx._instance.world.history.values, _marks(ctx)
         exactly_once = self.guarantee == "exactly_once_v2"
         per_record = self.processing_time
         while True:
@@ -180,7 +187,7 @@ class Pipeline(Service):
                 else:
                     yield from producer.flush()
                 for tp, offs, vals, keys in inputs:
-                    _processed(ctx, consumer, tp[0], tp[1], vals, keys, offs)
+                    _processed(ctx, marks, consumer, tp[0], tp[1], vals, keys, offs)
                 if not exactly_once and offsets:
                     yield from consumer.commit_sync(offsets)
             except (KafkaError, CommitFailedException):
