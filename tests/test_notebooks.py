@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CHAPTERS = [nb for nb in NOTEBOOKS if not nb.name.startswith("00-")]
 ORDER = ["00-start-here", "03-what-kafka-is", "04a-log-and-partitions", "04b-ordering", "04c-durability",
-         "04d-consumer-groups", "12-duplicates-and-exactly-once"]
+         "04d-consumer-groups", "06-stateful-functions", "12-duplicates-and-exactly-once"]
+# Notebooks whose panel runs services defined in the notebook itself: the benchmark cannot rebuild those classes
+OWN_SERVICES = ["06-stateful-functions"]
 
 
 def cells(path):
@@ -52,8 +54,12 @@ def test_every_panel_scenario_is_saved_for_the_benchmark():
     from edsim import Scenario, bench
 
     panels = bench.chapter_panels(ROOT / "notebooks")
-    assert list(panels) == ORDER
+    assert list(panels) == [name for name in ORDER if name not in OWN_SERVICES]
     assert all(isinstance(s, Scenario) for s in panels.values())
+    for name in OWN_SERVICES:
+        saved = [c for c in cells(ROOT / "notebooks" / f"{name}.ipynb") if c["cell_type"] == "code"
+                 and source(c).splitlines()[-1:] == [bench.PANEL_CELL]]
+        assert "services=" in "".join(saved[0]["outputs"][0]["data"]["text/plain"])
     for path in NOTEBOOKS:
         code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
         panel = next(i for i, text in enumerate(code) if "ExperimentPanel(" in text)
