@@ -237,3 +237,29 @@ def test_the_panel_offers_the_scenarios_services_as_fault_targets():
         o for o in options if isinstance(o, str) and o not in ("leader", "followers", "controller")]
     three = ExperimentPanel(edsim.Scenario(workload={"consumers": 3}))
     assert "consumer-3" in three.fault_target.options and "consumer-4" not in three.fault_target.options
+
+
+def test_processing_is_judged_per_consumer_group():
+    """Two services reading one topic each process every record once: no duplicate-processing; a group that
+    records no processing is not judged for lost-processing by another group's rows."""
+    class Silent(edsim.Service):
+        def run(self, ctx):
+            consumer = ctx.consumer(group="silent", subscribe=["orders"], config={"auto.offset.reset": "earliest"})
+            while True:
+                yield from consumer.poll(0.1)
+                yield from consumer.commit_sync()
+
+    r = edsim.simulate(topics={"orders": {"partitions": 2}},
+                       services={"shop": apps.Load(topic="orders", rate=400, keys=10, messages=400),
+                                 "billing": apps.Consume(topic="orders", group="billing", commit="after-process"),
+                                 "email": apps.Consume(topic="orders", group="email", commit="after-process"),
+                                 "audit": edsim.service(Silent)},
+                       seed=4)
+    h = r.history
+    processed = h[h["f"] == "process"]
+    assert processed.groupby("group", observed=True)["value"].nunique().to_dict() == {"billing": 400, "email": 400}
+    assert r.anomalies["duplicate-processing"] == 0 and r.anomalies["lost-processing"] == 0
+    # the checker, fed the same rows as one group, would call each value processed twice
+    from edsim import checker
+    one_group = h.assign(group="")
+    assert checker.check(one_group).anomalies["duplicate-processing"] == 400

@@ -142,6 +142,9 @@ class Analysis:
         self.reset = ((f == self._code("f", "assign")) | (f == self._code("f", "subscribe"))) & (
             type_ != self._code("type", "fail")) | (f == self._code("f", "crash"))
         self.applied = (f == self._code("f", "process")) & ok     # side effects applied (consumer groups)
+        # each row's consumer group (code into names["group"]; 0 = none): processing is judged per group
+        self.group = cols["group"] if "group" in cols else np.zeros(self.n, np.int32)
+        self.names.setdefault("group", [""])
         self.txn = cols["txn"] if "txn" in cols else np.full(self.n, -1, np.int64)
         # writes of aborted transactions: ``fail`` sends that carry the offset they took
         self.aborted_write = (f == self._code("f", "send")) & (type_ == self._code("type", "fail")) & (
@@ -185,7 +188,13 @@ class Analysis:
         if isinstance(history, pd.DataFrame):
             return cls(*_columns_from_frame(history))
         if isinstance(history, History) or hasattr(history, "columns"):
-            return cls(history.columns(), history.names())
+            cols, names = dict(history.columns()), history.names()
+            roles = history.roles() if hasattr(history, "roles") else {}
+            groups = list(dict.fromkeys([""] + [roles.get(p, ("", ""))[0] for p in names["process"]]))
+            per_process = np.array([groups.index(roles.get(p, ("", ""))[0]) for p in names["process"]] or [0],
+                                   np.int32)
+            cols["group"] = per_process[cols["process"]] if len(cols["process"]) else np.zeros(0, np.int32)
+            return cls(cols, {**names, "group": groups})
         raise TypeError(f"expected a History or its DataFrame, got {type(history).__name__}")
 
     def _code(self, column: str, name: str) -> int:
@@ -311,11 +320,15 @@ class Analysis:
 
     @cached_property
     def commit_bound(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per tp, the offset of the group's last ``ok`` commit in time (ties: the later history row), and
-        that commit's row; (0, -1) for a partition never committed."""
+        """Per tp, the offset of the last ``ok`` commit in time (ties: the later history row), and that commit's
+        row; (0, -1) for a partition never committed."""
+        return self.commit_bound_of(self.committed)
+
+    def commit_bound_of(self, committed) -> tuple[np.ndarray, np.ndarray]:
+        """``commit_bound`` over the commit rows ``committed`` (a mask): one consumer group's."""
         bound = np.zeros(max(self.ntp, 1), np.int64)
         row = np.full(bound.size, -1, np.int64)
-        k = np.flatnonzero(self.committed)
+        k = np.flatnonzero(committed)
         if k.size:
             tp = self.tp_of(k)
             order = np.lexsort((k, self.time[k], tp))
@@ -367,6 +380,12 @@ def _columns_from_frame(df: pd.DataFrame):
     for name in ("key", "value", "partition", "offset", "op"):
         cols[name] = df[name].to_numpy(np.int64)
     cols["txn"] = df["txn"].to_numpy(np.int64) if "txn" in df else np.full(len(df), -1, np.int64)
+    if "group" in df:
+        codes, cats = pd.factorize(df["group"].astype(str))
+        cats = [str(c) for c in cats]
+        if "" not in cats:
+            cats, codes = cats + [""], codes
+        names["group"], cols["group"] = cats, np.asarray(codes, np.int32)
     for name in ("time", "invoke_time"):
         cols[name] = df[name].to_numpy(float)
     return cols, names

@@ -190,12 +190,14 @@ def _and_list(items: list[str]) -> str:
 
 @detector("duplicate-processing")
 def _duplicate_processing(a: Analysis) -> pd.DataFrame:
+    """Per consumer group: two services reading one topic each process every record once, and that is not a
+    duplicate."""
     rows = np.flatnonzero(a.applied)
-    vid, nv = _value_codes(a.value[rows])
+    vid, nv = _value_codes(a.value[rows] * (len(a.names["group"]) + 1) + a.group[rows])
     twice = rows[np.bincount(vid, minlength=nv)[vid] > 1]
-    twice = twice[np.lexsort((twice, a.time[twice], a.value[twice]))]   # by value, then in time order
-    v = a.value[twice]
-    groups = np.split(twice, np.flatnonzero(v[1:] != v[:-1]) + 1) if twice.size else []
+    twice = twice[np.lexsort((twice, a.time[twice], a.group[twice], a.value[twice]))]   # by value and group, in time
+    v, g_ = a.value[twice], a.group[twice]
+    groups = np.split(twice, np.flatnonzero((v[1:] != v[:-1]) | (g_[1:] != g_[:-1])) + 1) if twice.size else []
     second, processes, times, evidence = [], [], [], []
     for g in groups:
         second.append(g[1])                                # the row that applied it a second time
@@ -216,17 +218,22 @@ def _duplicate_processing(a: Analysis) -> pd.DataFrame:
 
 @detector("lost-processing")
 def _lost_processing(a: Analysis) -> pd.DataFrame:
+    """Per consumer group that processes anything: its own commits set the bound, its own members' ``process``
+    rows count (a group that records no processing is not judged)."""
     o = a.order
-    bound, commit_row = a.commit_bound
-    if a.applied.any():
+    entries, crows = [], []
+    for g in np.unique(a.group[a.applied]).tolist():     # no consumer processes anything: nothing to judge
+        mine = a.group == g
+        bound, commit_row = a.commit_bound_of(a.committed & mine)
         below = np.flatnonzero(o.offset < bound[o.tp])
-        below = below[~np.isin(o.value[below], a.value[a.applied])]
+        below = below[~np.isin(o.value[below], a.value[a.applied & mine])]
         _, first = np.unique(o.value[below], return_index=True)
-        entries = np.sort(below[first])                    # each value once: its first entry below a commit
-    else:                                                  # no consumer processes anything: nothing to judge
-        entries = np.empty(0, np.int64)
+        found = np.sort(below[first])                      # each value once: its first entry below a commit
+        entries.append(found)
+        crows.append(commit_row[o.tp[found]])
+    entries = np.concatenate(entries) if entries else np.empty(0, np.int64)
+    crow = np.concatenate(crows) if crows else np.empty(0, np.int64)
     rows, tp = o.rows[entries], o.tp[entries]
-    crow = commit_row[tp]
     evidence = [f"value {int(a.value[r])} at offset {int(a.offset[r])} of {a.tp_name(t)} is below the committed "
                 f"offset {int(a.offset[c])} (committed by {a.proc_name(a.process[c])} at t={_t(a.time[c])}) "
                 f"but no consumer ever processed it" for r, t, c in zip(rows, tp, crow)]
