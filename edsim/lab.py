@@ -208,29 +208,24 @@ class Cluster:
             store.revoked([p for t, p in revoked if t == store._input])
             store.assigned([p for t, p in assigned if t == store._input])
         service = instance.service
+        for topic, p in assigned:
+            service.owners[p] = instance.index       # the last instance known to own task p
         if service.spec.num_standby_replicas:
             for other in service.instances:
                 for store in other.stores.values():
                     store.follow(self.standby_partitions(store))
 
     def standby_partitions(self, store) -> set:
-        """The shards ``store``'s instance keeps warm: for each partition, the ``num_standby_replicas`` instances
-        after its owner, in instance order (as Streams' assignor places standbys on other instances)."""
+        """The shards ``store``'s instance keeps warm: for each task, the ``num_standby_replicas`` instances after
+        its last known owner, in instance order (as Streams' assignor places standbys on other instances). The
+        owner's crash does not move them: they are what a failover restores from."""
         service = store.service
         n = service.spec.num_standby_replicas
         if not n or not store.instance.up:
             return set()
         count = len(service.instances)
-        mine = set()
-        for owner in service.instances:
-            consumer = self.input_consumer(owner) if owner.up else None
-            if consumer is None:
-                continue
-            for topic, p in consumer.assignment:
-                if topic == store._input and any(service.instances[(owner.index + k) % count] is store.instance
-                                                 for k in range(1, n + 1)):
-                    mine.add(p)
-        return mine
+        return {p for p, owner in service.owners.items()
+                if any((owner + k) % count == store.instance.index for k in range(1, n + 1))}
 
     def restored(self, store, partition, records, started, finished):
         self.restores.append((store.service.name, store.instance.name, store.name, partition, records, started,

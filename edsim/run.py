@@ -113,6 +113,8 @@ class Run:
                 env.run(until=lab.finished(name))
             if self.ends and env.now < max(self.ends):
                 env.run(until=max(self.ends))
+                while env._queue and env._queue[0][0] <= env.now:
+                    env.step()                                 # the last fault itself strikes (or heals) first
             self.enter("drain")
             env.run(until=env.process(self.drained()))                #    ... until the groups caught up
         self.enter("heal")

@@ -133,7 +133,7 @@ class ServiceRun:
         self.hooks = hooks                 # the run (or Cluster) the instances report to
         self.shared: dict = {}             # what lives outside the processes: the world they serve, a disk
         self.instances = [Instance(self, n, i) for i, n in enumerate(spec.names(name))]
-        self.restore_log: list[tuple] = []  # (instance, store, partition, records, started, finished)
+        self.owners: dict[int, int] = {}   # task (input partition number) -> the instance that last owned it
         if name != self.instances[0].name or len(self.instances) > 1:
             world.names.add(name, self, "service")
         for instance in self.instances:

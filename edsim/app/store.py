@@ -2,13 +2,18 @@
 
 As Kafka Streams does it (``docs/streams/architecture``, "State"; KIP-429 for rebalances): a service's store is
 split into one shard per partition of its input topic (a *task*). Shard p lives on the instance that is assigned
-input partition p; every write also goes to partition p of the topic ``<service>-<store>-changelog`` through the
-instance's producer, inside its transaction when it has one. The table itself lives in memory: a crash loses it,
-and the instance that is assigned p next (the same one after its restart, or another after a rebalance) restores
-the shard by reading changelog partition p to its end before it processes any record of p (the input partition
-is paused meanwhile, as Streams pauses tasks in restoration). ``num_standby_replicas`` keeps warm copies of each
-shard on other instances, which read the changelog as it grows (Streams' standby tasks), so a failover to one of
-them restores only the tail.
+input partition p; every write also goes to partition p of the topic ``<service>-<store>-changelog`` (compacted
+in Kafka; a plain topic here until edsim has a log cleaner) through the instance's producer, inside its
+transaction when it has one. The table itself lives in memory: a crash loses it, and the instance that is
+assigned p next (the same one after its restart, or another after a rebalance) restores the shard by reading
+changelog partition p from what it still holds to the end before it processes any record of task p (the task's
+input partitions are paused meanwhile, as Streams pauses tasks in restoration). A shard taken away by a
+rebalance stays on the instance that had it (Streams keeps the state directory), so getting it back restores only
+what it missed. ``num_standby_replicas`` keeps warm copies of each shard on other instances, which read the
+changelog as it grows (Streams' standby tasks), so a failover to one of them restores only the tail.
+
+Applying a restored record costs ``RESTORE_RECORD_COST`` (10 microseconds: a batched local put, in the order of
+RocksDB's; an assumption of the model, not a measurement), so restore time grows with what must be read.
 
 Keys are whole numbers, as the model's record keys are; values are anything. A store records a ``state`` history
 row for every change (the value itself when it is a whole number), which invariants such as ``never_below`` read.
@@ -21,7 +26,9 @@ from ..clients.partitioner import partition_for
 from ..configs import ConfigError
 
 DELETED = object()
-RESTORE_POLL = 0.05     # seconds a restoring or standby consumer waits in one poll
+RESTORE_POLL = 0.005    # seconds a restoring consumer waits in one poll (it checks for the end between polls)
+STANDBY_POLL = 0.05     # ... and a standby's, which only follows
+RESTORE_RECORD_COST = 10e-6
 
 
 class Shard:
@@ -43,6 +50,7 @@ class StateStore:
         self.changelog = f"{self.service.name}-{name}-changelog"
         self.active: dict[int, Shard] = {}         # shards this instance owns (restored, or restoring)
         self.standby: dict[int, Shard] = {}        # warm copies of shards another instance owns
+        self.retained: dict[int, Shard] = {}       # shards a rebalance took away, kept until they come back
         self.restoring: set[int] = set()
         self._pending: set[int] = set()
         self._restorer = None
@@ -97,8 +105,9 @@ class StateStore:
         producer = self.host.store_producer(self.instance)
         p = self.shard_of(key)
         deleted = value is DELETED
-        producer.send(self.changelog, value=ctx.fresh(), key=key, payload=("delete",) if deleted else ("put", value),
-                      partition=p)
+        sent = producer.send(self.changelog, value=ctx.fresh(), key=key,
+                             payload=("delete",) if deleted else ("put", value), partition=p)
+        sent.callbacks.append(lambda event, shard=self._shard(key): _written(shard, event))
         number = not deleted and isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         ctx.record("state", key=key, value=int(value) if number else -1, topic=self.name, partition=p,
                    type_="fail" if deleted else "ok", detail="" if number or deleted else repr(value)[:80])
@@ -116,25 +125,28 @@ class StateStore:
             return
         self.host.ensure_changelog(self)
         for p in new:
-            copy = self.standby.pop(p, None)
-            self.active[p] = copy if copy is not None else Shard()
+            copies = [c for c in (self.standby.pop(p, None), self.retained.pop(p, None)) if c is not None]
+            self.active[p] = max(copies, key=lambda c: c.position) if copies else Shard()
             self.restoring.add(p)
             self._pending.add(p)
+        consumer = self.host.input_consumer(self.instance)
+        if consumer is not None:           # the whole task waits: every input partition numbered p
+            consumer.pause_partitions([tp for tp in consumer.assignment if tp[1] in new])
         if self._restorer is None or not self._restorer.is_alive:
             self._restorer = self.instance.env.process(self._restore(self.instance.incarnation))
 
     def revoked(self, partitions):
-        """Partitions moved away: their shards go (a standby keeps a copy if this instance is one)."""
+        """Partitions moved away: their shards stop serving but stay here (a standby keeps following them)."""
         for p in partitions:
             shard = self.active.pop(p, None)
             self.restoring.discard(p)
             self._pending.discard(p)
-            if shard is not None and p in self.host.standby_partitions(self):
-                self.standby[p] = shard
+            if shard is not None:
+                self.retained[p] = shard
 
     def crashed(self):
         """Memory is lost: every shard, active or standby (the changelog in Kafka remains)."""
-        self.active, self.standby = {}, {}
+        self.active, self.standby, self.retained = {}, {}, {}
         self.restoring, self._pending = set(), set()
         for process in (self._restorer, self._standby_process):
             if process is not None and process.is_alive:
@@ -151,8 +163,6 @@ class StateStore:
                 batch = sorted(self._pending)
                 self._pending -= set(batch)
                 tps = [(self.changelog, p) for p in batch]
-                if consumer is not None:
-                    consumer.pause_partitions([(self._input, p) for p in batch])
                 started = self.instance.env.now
                 counts = {p: 0 for p in batch}
                 reader.assign(tps, {tp: self.active[tp[1]].position for tp in tps if tp[1] in self.active})
@@ -164,6 +174,8 @@ class StateStore:
                         if shard is not None:
                             apply(shard, key, payload, offset)
                             counts[p] += 1
+                    if len(records):
+                        yield self.instance.env.timeout(len(records) * RESTORE_RECORD_COST)
                     for tp in tps:
                         end = reader.end_offset(tp)
                         if end is not None and reader.fetched_at.get(tp, -1) >= started \
@@ -178,7 +190,8 @@ class StateStore:
                     if p in self.active:
                         self.host.restored(self, p, counts[p], started, finished)
                 if consumer is not None:
-                    consumer.resume_partitions([(self._input, p) for p in batch if p in self.active])
+                    consumer.resume_partitions([tp for tp in consumer.assignment if tp[1] in batch
+                                                and tp[1] in self.active])
         except simpy.Interrupt:
             return
 
@@ -209,15 +222,22 @@ class StateStore:
                                   {(self.changelog, p): self.standby[p].position for p in wanted})
                     following = wanted
                 if not wanted:
-                    yield self.instance.env.timeout(RESTORE_POLL)
+                    yield self.instance.env.timeout(STANDBY_POLL)
                     continue
-                records = yield from reader.poll(RESTORE_POLL)
+                records = yield from reader.poll(STANDBY_POLL)
                 for _topic, p, offset, _value, key, payload in records:
                     shard = self.standby.get(p)
                     if shard is not None:
                         apply(shard, key, payload, offset)
         except simpy.Interrupt:
             return
+
+
+def _written(shard: Shard, event):
+    """The changelog acknowledged one of the shard's own writes: the shard holds the log up to there (what a
+    Streams checkpoint records), so taking the shard back after a rebalance restores only what came after."""
+    if event.ok and event.value.offset >= 0:
+        shard.position = max(shard.position, event.value.offset + 1)
 
 
 def apply(shard: Shard, key, payload, offset):
