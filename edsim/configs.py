@@ -242,7 +242,9 @@ CONSUMER = _table(
     Setting("max.poll.interval.ms", 300000, positive_number),
     Setting("max.poll.records", 500, positive_int),
     Setting("fetch.max.wait.ms", 500, non_negative_number),
-    Setting("max.partition.fetch.bytes", 1048576, positive_int),
+    Setting("max.partition.fetch.bytes", 1048576, positive_int,
+            "the most a fetch returns of one partition, in whole record batches, but always the first batch "
+            "(KIP-74); a record's size is the producer's record_size"),
     Setting("request.timeout.ms", 30000, positive_number),
     Setting("retry.backoff.ms", 100, non_negative_number),
     Setting("metadata.max.age.ms", 300000, positive_number),

@@ -100,6 +100,74 @@ def test_read_respects_max_records_in_whole_batches(log):
     assert spans(log.read(0, limit=9, max_records=4)) == [(0, 3), (3, 5)]
 
 
+def test_read_respects_max_bytes_in_whole_batches_but_always_returns_the_first(log):
+    """max.partition.fetch.bytes (KIP-74): whole batches while they fit; a first batch larger than the limit
+    still comes back, so a consumer is never stuck behind a big batch. Batches here: 3, 2, 4 records of 100
+    bytes."""
+    assert [b.size for b in log.batches] == [300, 200, 400]
+    assert spans(log.read(0, limit=9, max_records=100, max_bytes=500)) == [(0, 3), (3, 5)]
+    assert spans(log.read(0, limit=9, max_records=100, max_bytes=899)) == [(0, 3), (3, 5)]
+    assert spans(log.read(0, limit=9, max_records=100, max_bytes=900)) == [(0, 3), (3, 5), (5, 9)]
+    assert spans(log.read(0, limit=9, max_records=100, max_bytes=1)) == [(0, 3)]        # larger, still returned
+    assert spans(log.read(5, limit=9, max_records=100, max_bytes=1)) == [(5, 9)]
+    assert spans(log.read(0, limit=9, max_records=100)) == [(0, 3), (3, 5), (5, 9)]     # followers: no limit
+    assert log.read(0, limit=7, max_records=100, max_bytes=700)[-1].size == 200         # cut at the HW: 2 left
+
+
+def test_a_batch_keeps_its_record_size_when_cut_or_placed():
+    b = Batch(0, 0, np.arange(10, dtype=np.int64), np.zeros(10, np.int64), record_size=1000)
+    assert (b.size, b.head(4).size, b.tail(4).size, b.at(20, 1).size) == (10_000, 4000, 6000, 10_000)
+
+
+def test_max_partition_fetch_bytes_bounds_what_one_fetch_returns():
+    """A consumer behind by 200 records of 1000 bytes (batches of 16 records: batch.size 16384) reads them
+    whole batches up to max.partition.fetch.bytes=40000 a fetch, one batch a fetch with a limit below a batch's
+    size (KIP-74), and all in one fetch with Kafka's default (1 MiB)."""
+    from edsim.kafka import protocol as P
+
+    def fetches(limit):
+        cluster = edsim.Cluster(brokers=3, seed=1)
+        cluster.create_topic("events", partitions=1)
+        producer = cluster.producer({"linger.ms": 50}, record_size=1000)
+        producer.send_many("events", np.arange(200, dtype=np.int64), np.full(200, -1, np.int64),
+                           np.zeros(200))
+        cluster.run(until=1.0)
+        config = {"auto.offset.reset": "earliest"}
+        if limit is not None:
+            config["max.partition.fetch.bytes"] = limit
+        consumer = cluster.consumer(config, name="reader")
+        got = []
+        receive = consumer.receive
+
+        def counting(message):
+            if type(message) is P.FetchResponse and message.batches:
+                got.append([len(b) for b in message.batches])
+            return receive(message)
+
+        consumer.receive = counting
+        consumer.assign([("events", 0)])
+        read = []
+
+        def app():
+            while True:
+                records = yield from consumer.poll(0.1)
+                read.extend(v for *_, v, _k, _p in records)
+
+        cluster.env.process(app())
+        cluster.run(until=3.0)
+        assert sorted(read) == list(range(200))
+        return got
+
+    assert fetches(40_000) == [[16, 16]] * 5 + [[16, 16, 8]]     # 32 000 bytes, then 40 000: the 3rd fits
+    assert fetches(1000) == [[16]] * 12 + [[8]]                   # 16 000 bytes > 1000: one batch a fetch
+    assert len(fetches(None)) == 1
+
+
+def test_max_partition_fetch_bytes_must_be_a_whole_number_of_bytes():
+    with pytest.raises(edsim.ConfigError, match=r"max\.partition\.fetch\.bytes=0 is not allowed: .* >= 1"):
+        Config("consumer", CONSUMER, {"max.partition.fetch.bytes": 0})
+
+
 def test_read_nothing_at_or_past_the_end_or_limit(log):
     assert log.read(9, limit=9, max_records=100) == []
     assert log.read(12, limit=20, max_records=100) == []

@@ -65,6 +65,7 @@ class Consumer(Client):
                          self.config.seconds("retry.backoff.ms"), self.config.seconds("metadata.max.age.ms"))
         self.max_wait = self.config.seconds("fetch.max.wait.ms")
         self.max_poll_records = self.config["max.poll.records"]
+        self.max_partition_bytes = self.config["max.partition.fetch.bytes"]
         self.reset_policy = self.config["auto.offset.reset"]
         self.auto_commit = self.config["enable.auto.commit"] and self.config["group.id"] is not None
         self.auto_commit_interval = self.config.seconds("auto.commit.interval.ms")
@@ -418,7 +419,8 @@ class Consumer(Client):
         self.fetch_epoch[tp] = epoch
         token = []
         self.fetching[tp] = self.request(
-            leader, P.FetchRequest(0, tp, position, -1, epoch, last, self.max_wait, self.isolation),
+            leader, P.FetchRequest(0, tp, position, -1, epoch, last, self.max_wait, self.isolation,
+                                   max_bytes=self.max_partition_bytes),
             lambda r, tp=tp, pos=position, t=token: self._on_fetch(tp, pos, r, t[0]),
             timeout=self.request_timeout + self.max_wait)
         token.append(self.fetching[tp])

@@ -118,6 +118,7 @@ class Producer(Client):
         self.delivery_timeout = config.seconds("delivery.timeout.ms")
         self.linger = config.seconds("linger.ms")
         self.retry_backoff_max = max(config.seconds("retry.backoff.max.ms"), config.seconds("retry.backoff.ms"))
+        self.record_size = record_size
         self.records_per_batch = max(1, config["batch.size"] // max(1, record_size))
         self._rng = world.rng(f"{name}/producer")
         self.txn = None
@@ -446,7 +447,7 @@ class Producer(Client):
             batch.wire = Batch(-1, -1, batch.values, batch.keys, batch.payloads,
                                self.producer_id if self.idempotent else -1,
                                self.producer_epoch if self.idempotent else -1, batch.sequence, batch.created,
-                               transactional=self.txn is not None)
+                               transactional=self.txn is not None, record_size=self.record_size)
         batch.attempts += 1
         request = P.ProduceRequest(0, batch.tp, batch.wire, self.acks, self.request_timeout)
         if self.acks == "0":

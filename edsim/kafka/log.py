@@ -9,15 +9,18 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 
+RECORD_SIZE = 100        # bytes per record when nobody said otherwise (the workload's and Cluster.producer's default)
+
 
 class Batch:
-    """An immutable RecordBatch: ``len(values)`` records from ``base`` on, written in leader ``epoch``."""
+    """An immutable RecordBatch: ``len(values)`` records from ``base`` on, written in leader ``epoch``, each
+    ``record_size`` bytes (the producer's record size: what batch.size and max.partition.fetch.bytes count)."""
 
     __slots__ = ("base", "epoch", "values", "keys", "payloads", "producer_id", "producer_epoch", "sequence",
-                 "created", "transactional", "control", "end")
+                 "created", "transactional", "control", "end", "record_size")
 
     def __init__(self, base, epoch, values, keys, payloads=None, producer_id=-1, producer_epoch=-1,
-                 sequence=-1, created=0.0, transactional=False, control=None):
+                 sequence=-1, created=0.0, transactional=False, control=None, record_size=RECORD_SIZE):
         self.base = base
         self.epoch = epoch
         self.values = values
@@ -30,14 +33,20 @@ class Batch:
         self.transactional = transactional      # written inside a transaction (KIP-98)
         self.control = control                  # None, or "COMMIT" / "ABORT": a transaction marker (one offset)
         self.end = base + len(values)           # the offset after the last record
+        self.record_size = record_size
 
     def __len__(self):
         return len(self.values)
 
+    @property
+    def size(self) -> int:
+        """Its size in bytes (record headers and the batch header are taken as part of the record size)."""
+        return len(self.values) * self.record_size
+
     def at(self, base, epoch) -> "Batch":
         """This batch placed in a log at ``base`` by a leader of ``epoch``."""
         return Batch(base, epoch, self.values, self.keys, self.payloads, self.producer_id, self.producer_epoch,
-                     self.sequence, self.created, self.transactional, self.control)
+                     self.sequence, self.created, self.transactional, self.control, self.record_size)
 
     def head(self, end) -> "Batch":
         """The records of this batch below offset ``end``."""
@@ -45,7 +54,7 @@ class Batch:
         return Batch(self.base, self.epoch, self.values[:k], self.keys[:k],
                      None if self.payloads is None else self.payloads[:k],
                      self.producer_id, self.producer_epoch, self.sequence, self.created, self.transactional,
-                     self.control)
+                     self.control, self.record_size)
 
     def tail(self, start) -> "Batch":
         """The records of this batch from offset ``start`` on."""
@@ -53,7 +62,7 @@ class Batch:
         return Batch(start, self.epoch, self.values[k:], self.keys[k:],
                      None if self.payloads is None else self.payloads[k:],
                      self.producer_id, self.producer_epoch, self.sequence + k if self.sequence >= 0 else -1,
-                     self.created, self.transactional, self.control)
+                     self.created, self.transactional, self.control, self.record_size)
 
     def __repr__(self):
         kind = f"{self.control} marker" if self.control else (
@@ -119,18 +128,25 @@ class Log:
         while self.epochs and self.epochs[-1][1] >= offset:
             self.epochs.pop()
 
-    def read(self, offset: int, limit: int, max_records: int) -> list[Batch]:
+    def read(self, offset: int, limit: int, max_records: int, max_bytes: int | None = None) -> list[Batch]:
         """The batches that hold offsets from ``offset`` up to (not including) ``limit``; at most about
-        ``max_records`` records. The first batch may start before ``offset``, as Kafka returns whole batches."""
+        ``max_records`` records. The first batch may start before ``offset``, as Kafka returns whole batches.
+
+        ``max_bytes`` (a consumer's max.partition.fetch.bytes): whole batches while they fit, but always the
+        first one, however large, so that the reader makes progress (KIP-74, Kafka 0.10.1+)."""
         if offset >= limit or offset >= self.end:
             return []
         i = max(bisect_right(self._bases, offset) - 1, 0)
-        out, n = [], 0
+        out, n, size = [], 0, 0
         batches = self.batches
         while i < len(batches) and batches[i].base < limit and n < max_records:
             b = batches[i]
             if b.end > limit:
                 b = b.head(limit)
+            if max_bytes is not None:
+                size += b.size
+                if size > max_bytes and out:
+                    break
             out.append(b)
             n += b.end - max(b.base, offset)
             i += 1

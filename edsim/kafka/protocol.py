@@ -58,6 +58,7 @@ class FetchRequest:
     max_wait: float
     isolation: str = "read_uncommitted"
     reply_to: str = ""
+    max_bytes: int | None = None  # a consumer's max.partition.fetch.bytes; None: no limit (followers)
 
 
 @dataclass(slots=True)

@@ -231,7 +231,7 @@ class Replica:
 
     def _reply_fetch(self, req, reply):
         limit = self._limit(req)
-        batches = self.log.read(req.offset, limit, self.broker.max_fetch_records)
+        batches = self.log.read(req.offset, limit, self.broker.max_fetch_records, req.max_bytes)
         aborted = ()
         if req.replica < 0 and req.isolation == "read_committed" and batches and self.producers.aborted:
             aborted = self.producers.aborted_between(req.offset, batches[-1].end)
