@@ -167,15 +167,19 @@ class Cluster:
             self.history.describe(name, None, instance.service.name)
         return client
 
+    @staticmethod
+    def _producer_of(instance):
+        """The instance's first producer (what its stores write through), or None."""
+        return next((c for c in instance.clients if isinstance(c, Producer)), None)
+
     def store_producer(self, instance):
-        producer = next((c for c in instance.clients if isinstance(c, Producer)), None)
+        producer = self._producer_of(instance)
         if producer is None:
             producer = self._instance_client(instance, "producer", lambda n: Producer(self.world, self.kafka, n))
         return producer
 
-    @staticmethod
-    def _store_isolation(instance) -> str:
-        producer = next((c for c in instance.clients if isinstance(c, Producer)), None)
+    def _store_isolation(self, instance) -> str:
+        producer = self._producer_of(instance)
         return "read_committed" if producer is not None and producer.txn is not None else "read_uncommitted"
 
     def restore_consumer(self, instance):
@@ -184,8 +188,8 @@ class Cluster:
         asks for the changelog's end offsets before it restores, so an empty or caught-up shard costs a round trip,
         not a fetch held for fetch.max.wait.ms: its fetches here wait at most 10 ms."""
         return self._instance_client(instance, "restore", lambda n: Consumer(
-            self.world, self.kafka, n, {"auto.offset.reset": "earliest", "isolation.level": self._store_isolation(instance),
-                                        "fetch.max.wait.ms": 10}))
+            self.world, self.kafka, n, {"auto.offset.reset": "earliest",
+                                        "isolation.level": self._store_isolation(instance), "fetch.max.wait.ms": 10}))
 
     def standby_consumer(self, instance):
         """A standby task's consumer: reads the changelog as it grows, committed data only under exactly-once."""

@@ -40,10 +40,6 @@ class Service:
         raise NotImplementedError(f"{type(self).__name__} must define run(self, ctx), a generator")
         yield
 
-    @classmethod
-    def describe(cls) -> str:
-        return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
-
 
 class ServiceSpec:
     """What ``edsim.service(...)`` returns: plain, picklable data (the class, how many instances, options)."""

@@ -21,6 +21,7 @@ row for every change (the value itself when it is a whole number), which invaria
 from __future__ import annotations
 
 import numpy as np
+import simpy
 
 from ..clients.partitioner import partition_for
 from ..configs import ConfigError
@@ -155,7 +156,6 @@ class StateStore:
 
     def _restore(self, incarnation):
         """Read each pending shard's changelog partition from its position to the end, then let processing in."""
-        import simpy
         reader = self.host.restore_consumer(self.instance)
         consumer = self.host.input_consumer(self.instance)
         try:
@@ -211,7 +211,6 @@ class StateStore:
             self._standby_process = self.instance.env.process(self._follow(self.instance.incarnation))
 
     def _follow(self, incarnation):
-        import simpy
         reader = self.host.standby_consumer(self.instance)
         following = None
         try:

@@ -177,7 +177,8 @@ class Pipeline(Service):
                     for tp, offs, vals, keys, _payloads in records.parts:
                         if per_record > 0:
                             yield from ctx.sleep(per_record * len(vals))
-                        producer.send_many(self.output, values.derive(vals, ctx.service), keys, np.full(len(vals), env.now))
+                        outputs = values.derive(vals, ctx.service)
+                        producer.send_many(self.output, outputs, keys, np.full(len(vals), env.now))
                         inputs.append((tp, offs, vals, keys))
                         offsets[tp] = int(offs[-1]) + 1
                 if exactly_once:

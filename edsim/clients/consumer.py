@@ -391,7 +391,8 @@ class Consumer(Client):
     def _fetch_all(self):
         paused = self.paused_partitions
         for tp in self.assignment:
-            if tp not in paused and tp not in self.fetching and not self.buffers.get(tp) and self._blocked.get(tp, 0) <= self.now \
+            if tp not in paused and tp not in self.fetching and not self.buffers.get(tp) \
+                    and self._blocked.get(tp, 0) <= self.now \
                     and tp not in self._awaiting_committed:
                 self._fetch(tp)
 
