@@ -247,5 +247,7 @@ CONSUMER = _table(
             "(KIP-74); a record's size is the producer's record_size"),
     Setting("request.timeout.ms", 30000, positive_number),
     Setting("retry.backoff.ms", 100, non_negative_number),
+    Setting("retry.backoff.max.ms", 1000, non_negative_number,
+            "the longest wait between the group protocol's retries, which double from retry.backoff.ms (KIP-580)"),
     Setting("metadata.max.age.ms", 300000, positive_number),
 )

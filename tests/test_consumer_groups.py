@@ -266,3 +266,74 @@ def test_after_process_commits_never_lose_processing(schedule, seed):
                             faults=schedule, seed=seed)
     assert result.anomalies["lost-processing"] == 0, result.anomaly_cases["lost-processing"]["evidence"].head(3)
 
+
+
+# ---- KIP-580: the group protocol's retries back off and coalesce -------------------------------------------------
+def _lookups(cluster, monkeypatch, name="consumer-1"):
+    """The times at which ``name`` sends FindCoordinator requests (counted on the wire)."""
+    times = []
+    network = cluster.world.network
+    send = network.send
+
+    def counting(src, dst, message):
+        if src.name == name and type(message).__name__ == "FindCoordinatorRequest":
+            times.append(cluster.now)
+        return send(src, dst, message)
+
+    monkeypatch.setattr(network, "send", counting)
+    return times
+
+
+def test_coordinator_lookups_back_off_exponentially_up_to_retry_backoff_max(monkeypatch):
+    """KIP-580 (Kafka 3.7+): with the group's __consumer_offsets partition offline every FindCoordinator is
+    answered COORDINATOR_NOT_AVAILABLE, and the member asks again after retry.backoff.ms doubling per failure up to
+    retry.backoff.max.ms (1 s), jittered by ±20% and capped after the jitter (Java's ExponentialBackoff,
+    CoordinatorRequestManager). Before, every failure started its own retry chain: hundreds of requests a second."""
+    cluster = edsim.Cluster(brokers=3, seed=1, broker={"group.initial.rebalance.delay.ms": 0,
+                                                      "offsets.topic.replication.factor": 1})
+    cluster.create_topic("events", partitions=2)
+    cluster.kafka.ensure_offsets_topic()
+    cluster.service("consumer-1", edsim.ServiceSpec(Member, instance_names=["consumer-1"]))
+    cluster.run(until=3)
+    times = _lookups(cluster, monkeypatch)
+    cluster.inject(faults.crash("coordinator:g", at=3.0))            # its only replica: the partition goes offline
+    cluster.run(until=33)
+    # the controller fences the broker after broker.session.timeout.ms (9 s); until then lookups name the dead broker
+    offline = [t for t in times if t > 3.0 + 9.0]
+    gaps = [b - a for a, b in zip(offline, offline[1:])]
+    assert 0.08 <= gaps[0] <= 0.13                                   # retry.backoff.ms, jittered, plus one RTT
+    assert gaps[1] > gaps[0] and gaps[2] > gaps[1]                   # doubling...
+    assert max(gaps) <= 1.0 + 0.01                                   # ...never beyond retry.backoff.max.ms (+ RTT)
+    assert all(g >= 0.79 for g in gaps[5:])                          # 1 s, or jittered below it
+    assert 18 <= len(offline) <= 26                                  # about one a second, not ten or hundreds
+
+
+def test_a_member_cut_off_from_every_broker_asks_rarely_and_comes_back(monkeypatch):
+    """Every broker down for 4 s: no node to ask (Java's leastLoadedNode is null while every connection backs off),
+    so the member sends only a handful of lookups; once the brokers are back it finds the coordinator and the
+    group consumes again."""
+    cluster, (c1,), _join = _group(members=1)
+    cluster.run(until=3)
+    times = _lookups(cluster, monkeypatch)
+    cluster.inject(*[faults.crash(b, at=3.0, restart_after=4.0) for b in (1, 2, 3)])
+    cluster.run(until=7.0)
+    assert len(times) <= 8
+    cluster.run(until=20)
+    assert c1.membership.state == "stable" and c1.membership.coordinator >= 0
+    assert sorted(c1.assignment) == [("events", p) for p in range(4)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_restarted_member_resumes_from_the_committed_offsets(seed):
+    """A member that crashed mid-commit restarts, rejoins and resumes: the group processes every record (the
+    coordinator waits session.timeout.ms for the old incarnation, then rebalances). Kafka 4.x fidelity, item 1:
+    before services a crash could leave commit_sync waiting for ever on a callback the crash discarded."""
+    result = edsim.simulate(topic={"partitions": 6},
+                            workload={"messages": 2000, "consumers": 2, "commit": "after-process"},
+                            consumer={"session.timeout.ms": 10000},
+                            faults=[faults.crash("consumer-1", at=1.0, restart_after=1.0)], seed=seed)
+    h = result.history
+    processed = h[(h["f"] == "process") & (h["type"] == "ok")]
+    assert processed["value"].nunique() == 2000
+    assert (processed[processed["process"] == "consumer-1"]["time"] > 2.0).any()
+    assert result.anomalies["lost-processing"] == 0

@@ -498,3 +498,38 @@ def test_history_columns_are_built_once_read_only_and_rebuilt_after_new_rows():
     assert again is not first and again["value"].tolist() == [5, 6, 5, -1] and again["offset"].tolist() == [0, 1, 0, -1]
     h.commits(4.0, "consumer-1", "ok", "t", [0, 1], [1, 7])
     assert h.columns()["partition"].tolist() == [0, 0, 0, -1, 0, 1] and len(h.to_frame()) == 6
+
+
+# ---- KIP-580 backoff and the least-loaded node --------------------------------------------------------------------
+def test_exponential_backoff_doubles_jitters_then_caps():
+    """Java's ExponentialBackoff: initial × 2^attempts, times a factor in [0.8, 1.2), then capped at the maximum,
+    so the cap itself is never exceeded; a maximum not above the initial wait gives a constant, unjittered wait."""
+    import random
+    from edsim.clients.backoff import ExponentialBackoff
+    backoff = ExponentialBackoff(0.1, 1.0, random.Random(1))
+    for attempts, term in [(0, 0.1), (1, 0.2), (2, 0.4), (3, 0.8)]:
+        waits = [backoff(attempts) for _ in range(200)]
+        assert 0.8 * term <= min(waits) and max(waits) < 1.2 * term and len(set(waits)) > 100
+    capped = [backoff(a) for a in (4, 5, 30) for _ in range(200)]
+    assert max(capped) == 1.0 and min(capped) >= 0.8        # capped after the jitter: 1.0 exactly, often
+    constant = ExponentialBackoff(2.0, 1.0, random.Random(1))
+    assert {constant(a) for a in range(5)} == {1.0}
+
+
+def test_least_loaded_node_prefers_an_idle_connection_and_gives_none_while_all_back_off():
+    """Java's NetworkClient.leastLoadedNode: a connected broker with nothing in flight first; with no connection,
+    one that may be connected to now; None when every broker is in its reconnect backoff."""
+    c = edsim.Cluster(brokers=3, seed=1)
+    c.create_topic("t", partitions=1)
+    p = c.producer({"linger.ms": 0})
+    p.connected = {2, 3}
+    p.inflight = {1: [2, 0.0, 30.0, None]}
+    assert p.least_loaded_node() == 3
+    p.inflight[2] = [3, 0.0, 30.0, None]
+    p.inflight[3] = [3, 0.0, 30.0, None]
+    assert p.least_loaded_node() == 2                       # the connection with fewer requests in flight
+    p.connected, p.inflight = set(), {}
+    p._reconnect_at = {1: c.now + 1, 2: c.now + 1}
+    assert p.least_loaded_node() == 3
+    p._reconnect_at[3] = c.now + 1
+    assert p.least_loaded_node() is None

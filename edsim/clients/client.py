@@ -28,6 +28,7 @@ class Client(Node):
         self.retry_backoff = retry_backoff
         self.metadata_max_age = metadata_max_age
         self.broker_ids = sorted(kafka.brokers)
+        self._node_rng = world.rng(f"{name}/least-loaded")
         self._corr = 0
         self._reset_client()
         self.call_later(TICK, self._tick)
@@ -40,11 +41,11 @@ class Client(Node):
         self._metadata_deferred = False
         self._metadata_fresh = self.now           # when metadata last arrived: metadata.max.age.ms runs from it
         self.partition_counts: dict[str, int] = {}   # topic -> partitions, as this client's metadata says
-        self._next_bootstrap = 0
         self.connected: set[int] = set()          # brokers with an open connection
         self._connecting: set[int] = set()
         self._reconnect_at: dict[int, float] = {}
         self._reconnect_backoff: dict[int, float] = {}
+        self._attempted: dict[int, float] = {}    # when a connection to each broker was last tried
 
     def on_restart(self):
         self._reset_client()
@@ -90,6 +91,7 @@ class Client(Node):
             return True
         if bid not in self._connecting and self.now >= self._reconnect_at.get(bid, 0.0):
             self._connecting.add(bid)
+            self._attempted[bid] = self.now
             self.world.network.reconnect(self.name, f"broker-{bid}")
             self.request(bid, P.ApiVersionsRequest(0), lambda r, bid=bid: self._on_connect(bid, r),
                          timeout=CONNECTION_SETUP_TIMEOUT)
@@ -149,23 +151,44 @@ class Client(Node):
             n = self.partition_counts[topic] = self.kafka.topics[topic]["partitions"]
         return n
 
+    def least_loaded_node(self):
+        """Where a request that any broker can answer goes (metadata, FindCoordinator, InitProducerId): Java's
+        ``NetworkClient.leastLoadedNode``. From a random start, the first connected broker with nothing in flight,
+        else the connected one with least in flight, else one being connected to, else one whose reconnect
+        backoff has passed (the longest untried first); None when every broker is backing off."""
+        ids = self.broker_ids
+        start = self._node_rng.randrange(len(ids))
+        ready = connecting = can_connect = None
+        fewest = None
+        for i in range(len(ids)):
+            bid = ids[(start + i) % len(ids)]
+            if bid in self.connected:
+                load = sum(1 for e in self.inflight.values() if e[0] == bid)
+                if load == 0:
+                    return bid
+                if fewest is None or load < fewest:
+                    ready, fewest = bid, load
+            elif bid in self._connecting:
+                connecting = bid
+            elif self.now >= self._reconnect_at.get(bid, 0.0):
+                if can_connect is None or self._attempted.get(bid, -1.0) < self._attempted.get(can_connect, -1.0):
+                    can_connect = bid
+        for bid in (ready, connecting, can_connect):
+            if bid is not None:
+                return bid
+        return None
+
     def refresh_metadata(self):
-        """Ask a broker for metadata: one request at a time, at most one per retry.backoff.ms, preferring a
-        broker we are connected to (the Java client's least-loaded node)."""
+        """Ask the least-loaded broker for metadata: one request at a time, at most one per retry.backoff.ms."""
         if self._metadata_corr in self.inflight:
             return
         wait = self._metadata_sent + self.retry_backoff - self.now
-        if wait > 0:
+        bid = self.least_loaded_node() if wait <= 0 else None
+        if bid is None:
             if not self._metadata_deferred:
                 self._metadata_deferred = True
-                self.call_later(wait, self._deferred_refresh)
+                self.call_later(max(wait, self.retry_backoff), self._deferred_refresh)
             return
-        ids = self.broker_ids
-        order = [ids[(self._next_bootstrap + i) % len(ids)] for i in range(len(ids))]
-        bid = next((b for b in order if b in self.connected), None)
-        if bid is None:
-            bid = next((b for b in order if self._reconnect_at.get(b, 0.0) <= self.now), order[0])
-        self._next_bootstrap += 1
         self._metadata_sent = self.now
         self._metadata_corr = self.request(bid, P.MetadataRequest(0), self._on_metadata)
 

@@ -6,11 +6,16 @@ answers REBALANCE_IN_PROGRESS. With the eager protocol a member gives up all its
 (committing first when auto-commit is on); with the cooperative one (KIP-429) it keeps them and gives up only
 those the new assignment moves, then rejoins once more. If the application does not call poll() within
 max.poll.interval.ms, the member leaves the group, as the Java client does.
+
+Looking for the coordinator goes one request at a time and backs off exponentially between failures, from
+retry.backoff.ms to retry.backoff.max.ms (KIP-580; Java's CoordinatorRequestManager), and every retry of the group
+protocol waits on one timer: a member cut off from the cluster asks about once a second, not once per failure.
 """
 from __future__ import annotations
 
 from ..kafka import protocol as P
 from .assignors import ASSIGNORS, EAGER
+from .backoff import ExponentialBackoff, RequestState
 
 COMMIT_FAILED = frozenset({P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION, P.REBALANCE_IN_PROGRESS,
                            P.FENCED_INSTANCE_ID})
@@ -31,6 +36,9 @@ class Membership:
         self.heartbeat_interval = config.seconds("heartbeat.interval.ms")
         self.poll_interval = config.seconds("max.poll.interval.ms")
         self.topics: tuple = ()
+        c = consumer
+        self._lookup = RequestState(ExponentialBackoff(c.retry_backoff, config.seconds("retry.backoff.max.ms"),
+                                                       c.world.rng(f"{c.name}/membership")))
         self.reset()
 
     def reset(self):
@@ -41,7 +49,8 @@ class Membership:
         self.rejoin_needed = False
         self.partitions_lost = False      # removed from the group: give them up, uncommitted, at the next poll
         self.assigned_counts = None       # as the group's leader: the partition counts it last assigned
-        self._finding = False
+        self._lookup.reset()
+        self._retry_at = None             # the one pending retry of the group protocol
         self.last_poll = self.consumer.now
         self._heartbeat_at = 0.0
 
@@ -89,26 +98,48 @@ class Membership:
 
     # ---- coordinator ------------------------------------------------------------------------------------
     def _find(self):
-        c = self.consumer
-        if self._finding:
+        """FindCoordinator to the least-loaded broker, unless one is in flight or the backoff has not passed."""
+        c, lookup = self.consumer, self._lookup
+        if lookup.in_flight:
             return
-        self._finding = True
-        ids = c.broker_ids
-        bid = next((b for b in ids if b in c.connected), ids[c._next_bootstrap % len(ids)])
-        c._next_bootstrap += 1
+        wait = lookup.remaining(c.now)
+        if wait > 0:
+            return self._retry(wait)
+        bid = c.least_loaded_node()
+        if bid is None:                                  # every broker is backing off: no node to ask
+            lookup.failed(c.now)
+            return self._retry(lookup.remaining(c.now))
+        lookup.sent()
         c.request(bid, P.FindCoordinatorRequest(0, self.group), self._on_find)
 
     def _on_find(self, response):
-        self._finding = False
+        now = self.consumer.now
         if isinstance(response, P.FindCoordinatorResponse) and response.error is None:
+            self._lookup.succeeded(now)
             self.coordinator = response.coordinator
             self._progress()
         else:
-            self.consumer.call_later(self.consumer.retry_backoff, self._progress)
+            self._lookup.failed(now)
+            self._retry(self._lookup.remaining(now))
 
     def _lost_coordinator(self):
         self.coordinator = -1
-        self.consumer.call_later(self.consumer.retry_backoff, self._progress)
+        self._retry()
+
+    def _retry(self, delay=None):
+        """Try the group protocol again after ``delay`` (retry.backoff.ms by default). Retries coalesce: one
+        timer, the earliest asked for, so failures arriving together do not multiply the requests."""
+        due = self.consumer.now + (self.consumer.retry_backoff if delay is None else delay)
+        if self._retry_at is not None and self._retry_at <= due:
+            return
+        self._retry_at = due
+        self.consumer.call_later(due - self.consumer.now, self._retry_due, due)
+
+    def _retry_due(self, due):
+        if self._retry_at != due:                        # superseded by an earlier retry
+            return
+        self._retry_at = None
+        self._progress()
 
     def _send(self, message, on_response, timeout=None):
         c = self.consumer
@@ -138,7 +169,7 @@ class Membership:
         if reset_member:
             self.member_id, self.generation = "", -1
         self.state = "unjoined"
-        self.consumer.call_later(self.consumer.retry_backoff, self._progress)
+        self._retry()
 
     def _on_join(self, response):
         if not isinstance(response, P.JoinGroupResponse):

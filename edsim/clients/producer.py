@@ -3,8 +3,8 @@ number them so the leader can drop a retried duplicate.
 
 Follows the Java client (``RecordAccumulator``, ``Sender``, ``TransactionManager``): a batch is sent when
 ``batch.size`` is full or ``linger.ms`` has passed; at most ``max.in.flight.requests.per.connection`` requests are
-outstanding per broker; a retriable error sends the batch again after ``retry.backoff.ms`` until
-``delivery.timeout.ms``. Without idempotence a retried batch can land after a later one (reordering) or twice (a
+outstanding per broker; a retriable error sends the batch again after a backoff that grows from ``retry.backoff.ms``
+to ``retry.backoff.max.ms`` (KIP-580, backoff.py) until ``delivery.timeout.ms``. Without idempotence a retried batch can land after a later one (reordering) or twice (a
 lost response); with it, the producer id and per-partition sequence numbers let the leader refuse both (KIP-98).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from ..configs import PRODUCER, Config, ConfigError
 from ..kafka import protocol as P
 from ..kafka.log import Batch
+from .backoff import ExponentialBackoff
 from .client import Client
 from .partitioner import partition_for
 from .transactions import FENCED, KafkaError, TransactionManager
@@ -117,10 +118,10 @@ class Producer(Client):
         self.max_in_flight = config["max.in.flight.requests.per.connection"]
         self.delivery_timeout = config.seconds("delivery.timeout.ms")
         self.linger = config.seconds("linger.ms")
-        self.retry_backoff_max = max(config.seconds("retry.backoff.max.ms"), config.seconds("retry.backoff.ms"))
         self.record_size = record_size
         self.records_per_batch = max(1, config["batch.size"] // max(1, record_size))
         self._rng = world.rng(f"{name}/producer")
+        self._backoff = ExponentialBackoff(self.retry_backoff, config.seconds("retry.backoff.max.ms"), self._rng)
         self.txn = None
         if config["transactional.id"]:
             kafka.ensure_transaction_topic()
@@ -170,8 +171,9 @@ class Producer(Client):
 
     def _init_producer_id(self):
         """InitProducerId: a new producer id for this session (idempotence holds within one session only)."""
-        bid = self.broker_ids[self._next_bootstrap % len(self.broker_ids)]
-        self._next_bootstrap += 1
+        bid = self.least_loaded_node()
+        if bid is None:
+            return self.call_later(self.retry_backoff, self._init_producer_id)
         self.request(bid, P.InitProducerIdRequest(0), self._on_producer_id)
 
     def _on_producer_id(self, response):
@@ -486,7 +488,7 @@ class Producer(Client):
             if self.txn is not None and error in FENCED:
                 self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
             elif error in RETRIABLE and batch.attempts <= self.retries and not expired:
-                backoff = self._backoff(batch.attempts)
+                backoff = self._backoff(batch.attempts - 1)   # KIP-580
                 batch.retry_at = self.now + backoff
                 insort(self.queued.setdefault(batch.tp, []), batch)
                 self.call_later(backoff, self._pump)
@@ -518,12 +520,6 @@ class Producer(Client):
                 self._unresolved.clear()
                 self._bump_epoch()
                 return
-
-    def _backoff(self, attempts):
-        """KIP-580 (Kafka 3.7+): retry.backoff.ms doubling per attempt up to retry.backoff.max.ms, with 20% jitter.
-        The jitter matters: batches that failed together are retried apart."""
-        base = self.retry_backoff * 2 ** (attempts - 1)
-        return min(base, self.retry_backoff_max) * self._rng.uniform(0.8, 1.2)
 
     def _bump_epoch(self):
         # Java bumps the epoch through InitProducerId; edsim bumps it in place: same effect on the broker.

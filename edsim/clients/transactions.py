@@ -108,10 +108,8 @@ class TransactionManager:
     # ---- requests to the coordinators ---------------------------------------------------------------------
     def _find(self, key, key_type, callback):
         producer = self.producer
-        ids = producer.broker_ids
-        bid = next((b for b in ids if b in producer.connected), ids[producer._next_bootstrap % len(ids)])
-        producer._next_bootstrap += 1
-        if not producer.ready(bid):
+        bid = producer.least_loaded_node()
+        if bid is None or not producer.ready(bid):
             return producer.call_later(producer.retry_backoff, lambda: callback(-1))
 
         def answered(response):
