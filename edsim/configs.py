@@ -197,6 +197,9 @@ BROKER = _table(
     Setting("transaction.version", 2, whole_one_of(1, 2),
             "the cluster's transaction.version feature (kafka-features): 2 = KIP-890, the producer epoch is "
             "bumped at the end of every transaction; 1 = the epoch stays, as before Kafka 4.0"),
+    Setting("eligible.leader.replicas.version", 1, whole_one_of(0, 1),
+            "the cluster's eligible.leader.replicas.version feature (kafka-features): 1 = KIP-966's eligible leader "
+            "replicas, the default for new clusters since Kafka 4.1; 0 = as before (Kafka 4.0 and earlier)"),
     Setting("edsim.legacy.truncation", "leader-epoch", one_of("leader-epoch", "high-watermark"),
             "how a follower finds where its log diverges: KIP-101/279 leader epochs, or the pre-0.11 high watermark"),
     Setting("edsim.network.latency.ms", 0.5, non_negative_number, "one-way network latency"),

@@ -125,9 +125,9 @@ class Truth:
 
     def leaders(self, topic: str | None = None) -> pd.DataFrame:
         """The controller's changes to ``topic`` (the workload's by default): when each partition got which
-        leader, epoch and ISR."""
+        leader, epoch, ISR and ELR (KIP-966's eligible leader replicas: out of the ISR, yet safe to elect)."""
         frame = pd.DataFrame(self._kafka.changes, columns=["time", "topic", "partition", "leader", "leader_epoch",
-                                                           "isr"])
+                                                           "isr", "elr"])
         return frame[frame["topic"] == (topic or self.topic)].reset_index(drop=True)
 
     def snapshot(self, partition: int = 0, topic: str | None = None) -> PartitionSnapshot:

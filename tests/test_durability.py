@@ -236,3 +236,62 @@ def test_high_watermark_is_the_minimum_log_end_of_the_isr():
     isr = replicas[replicas["in_isr"]]
     assert leader["high_watermark"].item() <= isr["log_end"].min()
     assert np.array_equal(result.truth.log(0, broker=1)["value"], result.truth.log(0, broker=2)["value"])
+
+
+# ---- KIP-966: eligible leader replicas ---------------------------------------------------------------------------
+# Sources: KIP-966 (Eligible Leader Replicas); Kafka's operations docs, "Eligible Leader Replicas" (on by default for
+# new clusters since 4.1: eligible.leader.replicas.version=1); Java's PartitionChangeBuilder (election order: ISR,
+# then an unfenced ELR member, then the last known leader); KAFKA-15586 (an unclean shutdown leaves the ELR).
+
+
+def test_elr_elects_a_follower_that_left_the_isr_below_min_isr(pool):
+    """Jepsen's 2013 schedule with min.insync.replicas=2: the followers left the ISR while it was below its
+    minimum, so the high watermark could not move and they hold every committed record. When the isolated leader
+    is fenced the controller elects one of them from the ELR at once; before ELR the partition was offline until
+    the old leader came back. Nothing is lost either way."""
+    scenario = edsim.Scenario(**{**JEPSEN, "broker": {**JEPSEN["broker"], "edsim.debug.invariants": True}},
+                              topic={"min.insync.replicas": 2})
+    with_elr = scenario.run(seed=1)
+    leaders = with_elr.truth.leaders()
+    shrunk = leaders[leaders["isr"] == (1,)].iloc[0]
+    assert shrunk["elr"] == (2, 3)                                   # out of the ISR below min ISR: eligible
+    elected = leaders[leaders["leader"] != 1].iloc[0]
+    assert elected["leader"] in (2, 3) and elected["isr"] == (elected["leader"],)
+    assert not (leaders["leader"] == -1).any()                       # never offline
+    assert (leaders.iloc[-1]["elr"] == ())                           # the ISR grew back: the ELR is cleared
+    assert sweep_anomalies(scenario, pool, LOSS) == {}
+
+    before = scenario.replace(**{"broker.eligible.leader.replicas.version": 0}).run(seed=1)
+    old = before.truth.leaders()
+    assert (old["leader"] == -1).any() and (old["elr"] == ()).all()
+    assert set(old["leader"]) == {1, -1}                             # it waited for broker 1 to return
+
+
+def test_a_broker_back_from_an_unclean_shutdown_leaves_the_elr():
+    """KAFKA-15586: broker 2, in the ELR, crashes and restarts; it may have lost unflushed records, so it leaves the
+    ELR and broker 3, which stayed up, is the one elected when the leader dies."""
+    schedule = [faults.partition([1], [2, 3], at=1.0),                       # the followers leave the ISR
+                faults.crash(2, at=15.0, restart_after=1.0),
+                faults.crash(1, at=20.0)]
+    result = edsim.simulate(topic={"min.insync.replicas": 2}, broker={"replica.lag.time.max.ms": 5000},
+                            workload={"messages": 2000, "rate": 200}, faults=schedule, seed=1)
+    leaders = result.truth.leaders()
+    assert ((leaders["time"] < 15) & (leaders["elr"] == (2, 3))).any()
+    after_restart = leaders[(leaders["time"] > 16.0)]
+    assert not any(2 in elr for elr in after_restart["elr"])
+    takeover = leaders[(leaders["time"] > 20.0) & (leaders["leader"] >= 0)].iloc[0]
+    assert takeover["leader"] == 3
+
+
+def test_the_last_known_leader_leads_again_when_it_returns():
+    """The ISR's only member crashes: the ISR empties (allowed with ELR), the partition goes offline, and when the
+    broker comes back it is elected as the last known leader, as before ELR (docs: "Select the last known leader if
+    it is unfenced")."""
+    schedule = [faults.crash("followers", at=0.5), faults.crash("leader", at=12.0, restart_after=10.0)]
+    result = edsim.simulate(workload={"messages": 3000, "rate": 200}, faults=schedule, seed=1)
+    leaders = result.truth.leaders()
+    empty = leaders[leaders["isr"] == ()]
+    assert len(empty) and (empty["leader"] == -1).all()
+    assert empty.iloc[0]["elr"] == (1,)                              # the ISR emptied below its minimum
+    back = leaders.iloc[-1]
+    assert back["time"] > 22.0 and back["leader"] == 1 and back["isr"] == (1,) and back["elr"] == ()

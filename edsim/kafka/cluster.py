@@ -29,7 +29,7 @@ class KafkaCluster:
             self.brokers[bid] = Broker(world, self, bid)
             self.controller.register(bid)
         self.topics: dict[str, Config] = {}
-        self.changes: list[tuple] = []      # (time, topic, partition, leader, leader epoch, isr): the truth timeline
+        self.changes: list[tuple] = []      # (time, topic, partition, leader, epoch, isr, elr): the truth
         self._producer_ids = 0
         self._committed: dict[tuple, tuple] = {}   # tp -> (highest high watermark, epoch and value below it)
 
@@ -64,7 +64,8 @@ class KafkaCluster:
         for r in replicas:
             self.brokers[r].replicas[tp] = Replica(self.brokers[r], tp, replicas, topic["min.insync.replicas"],
                                                    topic["unclean.leader.election.enable"])
-        state = self.controller.create_partition(tp, replicas, topic["unclean.leader.election.enable"])
+        state = self.controller.create_partition(tp, replicas, topic["unclean.leader.election.enable"],
+                                                 topic["min.insync.replicas"])
         for broker in self.brokers.values():       # a topic made before the run starts is known everywhere
             if broker.up:
                 broker.apply_partition_state(state)
@@ -112,7 +113,7 @@ class KafkaCluster:
         return self.controller.partitions[tp].leader
 
     def partition_changed(self, state, now):
-        self.changes.append((now, state.tp[0], state.tp[1], state.leader, state.leader_epoch, state.isr))
+        self.changes.append((now, state.tp[0], state.tp[1], state.leader, state.leader_epoch, state.isr, state.elr))
 
     def allocate_producer_id(self) -> int:
         self._producer_ids += 1

@@ -1,10 +1,18 @@
 """The KRaft controller, as a dedicated node: broker liveness, leader election, ISR changes, the metadata log.
 
 A broker is fenced when no heartbeat has come for broker.session.timeout.ms, or when it registers anew after a
-restart; fencing removes it from every ISR (never emptying one: KRaft keeps the last member) and moves its
-leaderships to the first live ISR member. With no live ISR member the partition goes offline (leader -1) unless
-unclean.leader.election.enable lets any live replica lead. Every change bumps the partition epoch, a leader change
-the leader epoch (KIP-101), and is appended to the metadata log that brokers follow (KIP-500, KIP-631).
+restart; fencing removes it from every ISR and moves its leaderships to the first live ISR member. With no live
+ISR member the partition goes offline (leader -1) unless unclean.leader.election.enable lets any live replica
+lead. Every change bumps the partition epoch, a leader change the leader epoch (KIP-101), and is appended to the
+metadata log that brokers follow (KIP-500, KIP-631).
+
+Eligible leader replicas (KIP-966; on by default for new clusters since Kafka 4.1, the broker setting
+``eligible.leader.replicas.version``): while the ISR is below min.insync.replicas the high watermark cannot move
+(KAFKA-15583), so a replica that leaves the ISR then still holds every committed record. The controller keeps such
+replicas in the partition's ELR and elects, in order: a live ISR member; when the ISR is empty, a live ELR member;
+else the last known leader if it is alive again (Java's PartitionChangeBuilder). The ISR may then become empty. A
+broker that registers after an unclean shutdown (every crash here) may have lost what it had not flushed, so it
+leaves every ISR and ELR (KAFKA-15586). Without ELR, KRaft keeps the last ISR member instead.
 """
 from __future__ import annotations
 
@@ -34,6 +42,8 @@ class Controller(Node):
         self.log: list = []                                    # on disk: the metadata log
         self.brokers: dict[int, BrokerInfo] = {}
         self.unclean: dict[str, bool] = {}                     # topic -> unclean.leader.election.enable
+        self.min_isr: dict[tuple, int] = {}                    # tp -> min.insync.replicas, capped at its RF
+        self.elr_enabled = cluster.config["eligible.leader.replicas.version"] == 1
         self.call_later(TICK, self._tick)
 
     def on_restart(self):
@@ -45,8 +55,9 @@ class Controller(Node):
         self.brokers[broker_id] = BrokerInfo(self.now)
 
     # ---- the metadata log -------------------------------------------------------------------------------
-    def create_partition(self, tp, replicas, unclean):
+    def create_partition(self, tp, replicas, unclean, min_isr=1):
         self.unclean[tp[0]] = unclean
+        self.min_isr[tp] = min(min_isr, len(replicas))
         state = P.PartitionState(tp, tuple(replicas), replicas[0], 0, tuple(replicas), 0)
         self._append(state, push=False)
         return state
@@ -60,12 +71,39 @@ class Controller(Node):
             for bid in self.brokers:
                 self.send(f"broker-{bid}", update)
 
-    def _change(self, state, leader, isr):
-        if leader == state.leader and tuple(isr) == state.isr:
+    def _change(self, state, isr, removed=-1, unclean_shutdown=-1):
+        """Java's PartitionChangeBuilder: the partition with ``isr`` as its target ISR, its ELR kept up to date,
+        and a leader elected if the current one may no longer lead (``removed`` and ``unclean_shutdown`` may
+        not)."""
+        isr = tuple(isr)
+        elr, last_known = state.elr, state.last_known_leader
+        if self.elr_enabled:
+            if len(isr) >= self.min_isr.get(state.tp, 1):
+                elr, last_known = (), -1
+            else:           # the replicas leaving the ISR below min.insync.replicas hold every committed record
+                was = set(elr) | set(state.isr)
+                elr = tuple(r for r in state.replicas if r in was and r not in isr and r != unclean_shutdown)
+        elif not isr:
+            isr = state.isr                          # without ELR, KRaft keeps the last ISR member
+
+        def acceptable(r):
+            return r != removed and r != unclean_shutdown and self._live(r)
+
+        leader, unclean = self._elect(state, isr, elr, last_known, acceptable)
+        if leader in elr:                            # elected from the ELR: it is the ISR now
+            isr, elr = (leader,), tuple(r for r in elr if r != leader)
+        elif unclean:                                # an unclean election forgets what the others held
+            isr, elr = (leader,), ()
+        if self.elr_enabled:
+            if not isr and state.isr and state.leader >= 0:
+                last_known = state.leader            # the first time the partition loses its ISR
+            elif leader >= 0:
+                last_known = -1
+        if leader == state.leader and isr == state.isr and elr == state.elr and last_known == state.last_known_leader:
             return
         epoch = state.leader_epoch + (1 if leader != state.leader else 0)
-        self._append(P.PartitionState(state.tp, state.replicas, leader, epoch, tuple(isr),
-                                      state.partition_epoch + 1))
+        self._append(P.PartitionState(state.tp, state.replicas, leader, epoch, isr, state.partition_epoch + 1,
+                                      elr, last_known))
 
     def snapshot(self) -> P.MetadataUpdate:
         return P.MetadataUpdate(0, len(self.log), list(self.partitions.values()))
@@ -85,35 +123,47 @@ class Controller(Node):
         info = self.brokers.get(bid)
         return info is not None and not info.fenced
 
-    def _elect(self, state, isr):
-        """The first replica, in assignment order, that is in the ISR and alive; unclean if allowed."""
+    def _elect(self, state, isr, elr, last_known, acceptable):
+        """(leader, unclean): the current leader while it may lead; else the first replica in assignment order
+        that is in the ISR (or, the ISR empty, in the ELR) and acceptable; else the last known leader if it is
+        back (an unclean election in Java's terms, though nothing is lost: it held everything committed); else,
+        if the topic allows it, any live replica (unclean); else none (-1)."""
+        def valid(r):
+            return (r in isr or (not isr and r in elr)) and acceptable(r)
+
+        if state.leader >= 0 and valid(state.leader):
+            return state.leader, False
         for r in state.replicas:
-            if r in isr and self._live(r):
-                return r, isr
+            if valid(r):
+                return r, False
+        if self.elr_enabled and not isr and not elr and last_known >= 0 and acceptable(last_known):
+            return last_known, True
         if self.unclean.get(state.tp[0]):
             for r in state.replicas:
-                if self._live(r):
-                    return r, (r,)
-        return -1, isr
+                if acceptable(r):
+                    return r, True
+        return -1, False
 
     def fence(self, bid):
         self.brokers[bid].fenced = True
         for state in list(self.partitions.values()):
-            if bid not in state.replicas:
-                continue
-            isr = tuple(r for r in state.isr if r != bid) or state.isr
-            leader = state.leader
-            if leader == bid or leader == -1:
-                leader, isr = self._elect(state, isr)
-            self._change(state, leader, isr)
+            if bid in state.replicas:
+                self._change(state, [r for r in state.isr if r != bid], removed=bid)
 
     def unfence(self, bid):
         self.brokers[bid].fenced = False
         for state in list(self.partitions.values()):
             if state.leader == -1 and bid in state.replicas:
-                leader, isr = self._elect(state, state.isr)
-                if leader != -1:
-                    self._change(state, leader, isr)
+                self._change(state, state.isr)
+
+    def unclean_shutdown(self, bid):
+        """KAFKA-15586: a broker back from an unclean shutdown may lack what it had acknowledged; with ELR on it
+        leaves every ISR and ELR before it is unfenced."""
+        if not self.elr_enabled:
+            return
+        for state in list(self.partitions.values()):
+            if bid in state.isr or bid in state.elr:
+                self._change(state, [r for r in state.isr if r != bid], unclean_shutdown=bid)
 
     # ---- requests ---------------------------------------------------------------------------------------
     def receive(self, message):
@@ -146,6 +196,7 @@ class Controller(Node):
         if incarnation > info.incarnation:
             if not info.fenced:
                 self.fence(bid)              # the old incarnation's leaderships and ISR places go first
+            self.unclean_shutdown(bid)       # every restart here follows a crash
             info.incarnation = incarnation
         info.last_heartbeat = self.now
         self._catch_up(bid, 0)
@@ -164,6 +215,6 @@ class Controller(Node):
         elif any(r not in state.isr and not self._live(r) for r in req.isr):
             error = P.INELIGIBLE_REPLICA             # KIP-841: a fenced broker may not join the ISR
         if error is None:
-            self._change(state, state.leader, req.isr)
+            self._change(state, req.isr)
         self.send(f"broker-{req.broker}", P.AlterPartitionResponse(req.corr, req.tp, error,
                                                                   self.partitions.get(req.tp)))

@@ -142,6 +142,8 @@ class PartitionState:
     leader_epoch: int
     isr: tuple
     partition_epoch: int
+    elr: tuple = ()                # KIP-966: replicas out of the ISR that still hold every committed record
+    last_known_leader: int = -1    # KIP-966: the leader when the ISR last became empty (Java's lastKnownElr)
 
 
 @dataclass(slots=True)
