@@ -105,6 +105,14 @@ def acks(key, value):
     return text
 
 
+def optional_positive_int(key, value):
+    return None if value is None else positive_int(key, value)
+
+
+def optional_positive_number(key, value):
+    return None if value is None else positive_number(key, value)
+
+
 def optional_text(key, value):
     if value is None or (isinstance(value, str) and value):
         return value
@@ -168,6 +176,10 @@ TOPIC = _table(
             " what production clusters run)"),
     Setting("min.insync.replicas", 1, positive_int, "replicas that must hold a write before acks=all succeeds"),
     Setting("unclean.leader.election.enable", False, boolean, "may an out-of-sync replica become leader"),
+    Setting("flush.messages", None, optional_positive_int,
+            "fsync the log once this many records are unflushed; None (Kafka: Long.MAX_VALUE) leaves it to the OS"),
+    Setting("flush.ms", None, optional_positive_number,
+            "fsync a log whose last flush is this old, checked every log.flush.scheduler.interval.ms; None: never"),
 )
 
 BROKER = _table(
@@ -197,6 +209,11 @@ BROKER = _table(
     Setting("transaction.version", 2, whole_one_of(1, 2),
             "the cluster's transaction.version feature (kafka-features): 2 = KIP-890, the producer epoch is "
             "bumped at the end of every transaction; 1 = the epoch stays, as before Kafka 4.0"),
+    Setting("log.flush.scheduler.interval.ms", None, optional_positive_number,
+            "how often the log flusher looks for logs due a flush.ms fsync; None (Kafka: Long.MAX_VALUE): never"),
+    Setting("edsim.os.dirty.expire.ms", 30000, non_negative_number,
+            "Linux's vm.dirty_expire_centisecs: a page appended this long ago has been written back, so a power "
+            "loss keeps it"),
     Setting("eligible.leader.replicas.version", 1, whole_one_of(0, 1),
             "the cluster's eligible.leader.replicas.version feature (kafka-features): 1 = KIP-966's eligible leader "
             "replicas, the default for new clusters since Kafka 4.1; 0 = as before (Kafka 4.0 and earlier)"),

@@ -295,3 +295,64 @@ def test_the_last_known_leader_leads_again_when_it_returns():
     assert empty.iloc[0]["elr"] == (1,)                              # the ISR emptied below its minimum
     back = leaders.iloc[-1]
     assert back["time"] > 22.0 and back["leader"] == 1 and back["isr"] == (1,) and back["elr"] == ()
+
+
+# ---- power loss ----------------------------------------------------------------------------------------------------
+# Sources: Kafka's docs, "Log Flush Policy" and the topic configs flush.messages / flush.ms (Kafka leaves fsync to
+# the OS by default and relies on replication); Linux's vm.dirty_expire_centisecs (3000: 30 s); KIP-101, "Scenario
+# 2: Replica Divergence on Restart after Multiple Hard Failures".
+ALL_LOSE_POWER = [faults.crash(b, at=5.0, restart_after=2.0, power_loss=True) for b in (1, 2, 3)]
+STEADY = {"messages": 3000, "rate": 500, "consumers": 0}
+
+
+def test_a_power_loss_of_every_replica_loses_acknowledged_writes_unless_flushed():
+    """acks=all only means "in three page caches": when all three machines lose power, what the OS had not yet
+    written back (appended in the last 30 s) is gone, acknowledged or not. An fsync per record (flush.messages=1)
+    keeps all of it; flush.ms with the log flusher keeps all but the last interval."""
+    def gone(result):                 # acknowledged, then absent: read later in the wrong place, or never
+        return result.anomalies["lost-write"] + result.anomalies["unseen"]
+
+    lost = edsim.simulate(workload=STEADY, faults=ALL_LOSE_POWER, seed=1)
+    assert gone(lost) > 2000                                         # about all 5 s of writes
+    h = lost.history
+    assert h["detail"].str.contains("power loss: .* records not yet on disk are gone").sum() == 3
+    flushed = edsim.simulate(workload=STEADY, topic={"flush.messages": 1}, faults=ALL_LOSE_POWER, seed=1)
+    assert gone(flushed) == 0
+    periodic = edsim.simulate(workload=STEADY, topic={"flush.ms": 1000},
+                              broker={"log.flush.scheduler.interval.ms": 500}, faults=ALL_LOSE_POWER, seed=1)
+    assert 0 < gone(periodic) <= 1.5 * 500                           # at most the last flush interval (+ a check)
+
+
+def test_a_crash_resets_connections_a_power_loss_leaves_peers_to_their_timeouts():
+    """A crashed process's machine answers with TCP resets, so the producer learns at once and moves on; a machine
+    without power answers nothing, so the requests in flight wait out request.timeout.ms (30 s)."""
+    def run(power_loss):
+        return edsim.simulate(workload=STEADY, faults=[faults.crash("leader", at=2.0, restart_after=5.0,
+                                                                    power_loss=power_loss)], seed=1)
+    crash, power = run(False), run(True)
+    assert "REQUEST_TIMED_OUT" not in crash.producer_errors
+    assert power.producer_errors.get("REQUEST_TIMED_OUT", 0) >= 1
+    assert sends(crash, "ok").eval("time - invoke_time").max() < 10
+    assert sends(power, "ok").eval("time - invoke_time").max() > 30
+    assert power.anomalies["lost-write"] == 0                        # the followers held everything acknowledged
+
+
+def test_kip101_replicas_diverge_after_both_lose_power_without_leader_epochs():
+    """KIP-101's second scenario: broker 2 loses power and comes back with less than broker 1; broker 1 loses power
+    too; broker 2 is elected and takes new writes at offsets broker 1 still holds with old records. Truncating to
+    the high watermark, broker 1 keeps them: two replicas, one offset, two values. Truncating by leader epoch, it
+    cuts back to where epoch 0 ends on the new leader and the logs agree."""
+    schedule = [faults.crash(2, at=40.0, restart_after=11.0, power_loss=True),
+                faults.crash(1, at=50.0, restart_after=60.0, power_loss=True)]
+
+    def replicas_disagree(truncation):
+        result = edsim.simulate(brokers=2, topic={"replication.factor": 2, "unclean.leader.election.enable": True},
+                                broker={"eligible.leader.replicas.version": 0, "edsim.legacy.truncation": truncation,
+                                        "replica.lag.time.max.ms": 5000},
+                                producer={"enable.idempotence": False},
+                                workload={"messages": 14000, "rate": 200, "consumers": 0}, faults=schedule, seed=1)
+        both = result.truth.log(0, broker=1).merge(result.truth.log(0, broker=2), on="offset")
+        return int((both["value_x"] != both["value_y"]).sum())
+
+    assert replicas_disagree("high-watermark") > 1000
+    assert replicas_disagree("leader-epoch") == 0

@@ -533,3 +533,29 @@ def test_least_loaded_node_prefers_an_idle_connection_and_gives_none_while_all_b
     assert p.least_loaded_node() == 3
     p._reconnect_at[3] = c.now + 1
     assert p.least_loaded_node() is None
+
+
+def test_a_power_loss_keeps_what_was_flushed_or_written_back():
+    """Log.lose_unflushed: records appended at least dirty_expire seconds ago survive (the OS wrote them back), and
+    so does everything below the last fsync; the rest goes, with the leader-epoch entries that start in it."""
+    import simpy
+    env = simpy.Environment()
+    log = Log(env)
+    for t, base in [(0, 0), (10, 10), (20, 20), (40, 30)]:
+        env.run(until=t) if t else None
+        log.append(Batch(base, base // 10, np.arange(base, base + 10), np.zeros(10, np.int64)))
+    assert log.lose_unflushed(now=45.0, dirty_expire=30.0) == 20 and log.end == 20   # 0 and 10 s were written back
+    assert [e for e, _ in log.epochs] == [0, 1]
+    log.flush_messages = 5
+    env.run(until=50)
+    log.append(Batch(20, 4, np.arange(20, 25), np.zeros(5, np.int64)))            # the fifth record: an fsync
+    assert log.flushed == 25
+    assert log.lose_unflushed(now=51.0, dirty_expire=30.0) == 0 and log.end == 25
+
+
+def test_power_loss_is_a_crash_option_that_says_so():
+    from edsim import faults
+    from edsim.faults import FaultError
+    assert repr(faults.crash(1, at=2.0, power_loss=True)) == "faults.crash(1, at=2.0, power_loss=True)"
+    with pytest.raises(FaultError, match="power_loss='yes' is not allowed"):
+        faults.crash(1, at=2.0, power_loss="yes")

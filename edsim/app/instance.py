@@ -64,7 +64,7 @@ class Instance:
             self.service.instance_finished(self)
 
     # ---- lifecycle (what the nemesis calls) ------------------------------------------------------------
-    def crash(self):
+    def crash(self, power_loss=False):
         if not self.up:
             return
         self.up = False
@@ -73,7 +73,7 @@ class Instance:
         if self.process is not None and self.process.is_alive:
             self.process.interrupt("crash")
         for client in self.clients:
-            client.crash()
+            client.crash(power_loss=power_loss)
         for store in self.stores.values():
             store.crashed()                # memory is lost; the changelog in Kafka is not
         self._wake()
@@ -155,9 +155,9 @@ class ServiceRun:
         return all(i.finished for i in self.instances)
 
     # a fault on the service hits every instance
-    def crash(self):
+    def crash(self, power_loss=False):
         for i in self.instances:
-            i.crash()
+            i.crash(power_loss=power_loss)
 
     def restart(self):
         for i in self.instances:

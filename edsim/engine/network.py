@@ -4,7 +4,8 @@ Faults are per directed link: *blocked* links (partitions, isolation) lose every
 *drop* rules lose each message independently with a probability (a lossy middlebox: the sender's own timeouts and
 retries are what recover); *slow* nodes multiply the latency of what they send and receive while the fault lasts
 (a message keeps the delay it was sent with). A message sent to a crashed node is refused: the sender learns of it one latency later, as a TCP reset; a
-node that crashes resets its open connections the same way. A client that gives up on a connection opens a new
+node that crashes resets its open connections the same way. A node that lost power does neither: what is sent to
+it vanishes, and its peers find out by their timeouts. A client that gives up on a connection opens a new
 one (``reconnect``); what the old one still carries arrives all the same.
 """
 from __future__ import annotations
@@ -111,7 +112,8 @@ class Network:
         dst = self.world.nodes[dst_name]
         self.sent += 1
         if not dst.up:
-            if (dst_name, src.name) not in self.blocked:
+            # a crashed process's machine answers with a reset; a machine without power answers nothing
+            if not dst.powered_off and (dst_name, src.name) not in self.blocked:
                 self._schedule(dst, src, Disconnected(dst_name, message))
             return
         self._schedule(src, dst, message)

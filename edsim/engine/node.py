@@ -16,6 +16,7 @@ class Node:
         self.name = name
         self.up = True
         self.paused = False
+        self.powered_off = False        # down by a power loss: nothing answers for it, not even with a reset
         self.incarnation = 0
         self._held: list = []
         self._resumed: list = []
@@ -53,26 +54,33 @@ class Node:
         raise NotImplementedError
 
     # ---- lifecycle --------------------------------------------------------------------------------------
-    def crash(self):
+    def crash(self, power_loss=False):
+        """The process dies. A crash resets its connections (peers hear of it one latency later); a power loss
+        resets nothing, so peers wait for their own timeouts, and loses what the machine had not made durable
+        (``on_power_loss``). Messages already on the wire still arrive: a packet does not know its sender died."""
         if not self.up:
             return
         self.up = False
         self.paused = False
+        self.powered_off = power_loss
         self.incarnation += 1
         self._held.clear()
         waiting, self._resumed = self._resumed, []
         for event in waiting:
             event.succeed()
+        if power_loss:
+            self.on_power_loss()
         self.on_crash()
-        if self.world.network is not None:
+        if self.world.network is not None and not power_loss:
             self.world.network.node_crashed(self)
         for node in self.companions:
-            node.crash()
+            node.crash(power_loss=power_loss)
 
     def restart(self):
         if self.up:
             return
         self.up = True
+        self.powered_off = False
         for node in self.companions:
             node.restart()
         self.on_restart()
@@ -110,6 +118,9 @@ class Node:
 
     def on_crash(self):
         """Forget what lives in memory (subclasses)."""
+
+    def on_power_loss(self):
+        """Lose what was not yet durable on disk (subclasses with a disk)."""
 
     def on_restart(self):
         """Recover from disk and rejoin (subclasses)."""

@@ -112,8 +112,9 @@ class Nemesis:
                 entries.get(name).pause()
             undo = lambda: [entries.get(name).resume() for name in names]
         elif kind == "crash":
+            power_loss = fault.options.get("power_loss", False)
             for name in names:
-                entries.get(name).crash()
+                entries.get(name).crash(power_loss=power_loss)
             undo = lambda: [entries.get(name).restart() for name in names]
         else:  # pragma: no cover - specs only make the kinds above
             raise FaultError(f"unknown fault kind {kind!r}")

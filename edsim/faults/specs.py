@@ -47,6 +47,8 @@ class Fault:
             args += f", factor={self.factor}"
         if self.duration is not None:
             args += f", {name}={self.duration}"
+        if self.options.get("power_loss"):
+            args += ", power_loss=True"
         return f"faults.{self.kind}({args})"
 
 
@@ -77,11 +79,18 @@ def _side(name, value):
     return (_target(name, value),)
 
 
-def crash(target, at, restart_after=None) -> Fault:
+def crash(target, at, restart_after=None, power_loss=False) -> Fault:
     """The process dies: memory is lost, the log on disk is kept. It restarts after ``restart_after`` seconds,
-    or never."""
+    or never.
+
+    ``power_loss=True``: the machine loses power. A broker's log also loses what the operating system had not
+    written back (appended in the last 30 s and not flushed: see ``Log.lose_unflushed``), and no connection is
+    reset: peers learn of the loss only by their own timeouts."""
+    if not isinstance(power_loss, bool):
+        raise FaultError(f"power_loss={power_loss!r} is not allowed: power_loss must be True or False")
     return Fault("crash", (_target("target", target),), _time("at", at),
-                 _time("restart_after", restart_after, positive=True, optional=True))
+                 _time("restart_after", restart_after, positive=True, optional=True),
+                 options={"power_loss": True} if power_loss else {})
 
 
 def isolate(target, at, heal_after=None) -> Fault:

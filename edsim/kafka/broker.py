@@ -32,6 +32,9 @@ class Broker(Node):
         self.lag_max = config.seconds("replica.lag.time.max.ms")
         self.checkpoint_interval = config.seconds("replica.high.watermark.checkpoint.interval.ms")
         self.heartbeat_interval = config.seconds("broker.heartbeat.interval.ms")
+        self.dirty_expire = config.seconds("edsim.os.dirty.expire.ms")
+        flush_check = config["log.flush.scheduler.interval.ms"]
+        self.flush_check = flush_check / 1000.0 if flush_check is not None else None
         self.max_fetch_records = 1 << 16
         self.replicas: dict[tuple, object] = {}      # on disk: the replicas assigned here
         self._corr = 0
@@ -55,10 +58,28 @@ class Broker(Node):
     def _start_loops(self):
         self.call_later(TICK, self._tick)
         self.call_later(self.heartbeat_interval, self._heartbeat)
+        if self.flush_check is not None:
+            self.call_later(self.flush_check, self._flush_dirty_logs)
 
     def on_crash(self):
         for replica in self.replicas.values():
             replica.reset_memory()
+
+    def on_power_loss(self):
+        """The page cache is gone: every log keeps only what was flushed or written back (Log.lose_unflushed)."""
+        lost = sum(replica.log.lose_unflushed(self.now, self.dirty_expire) for replica in self.replicas.values())
+        self.world.history.event(self.now, self.name, "crash", type_="info",
+                                 detail=f"power loss: {lost} records not yet on disk are gone")
+
+    def _flush_dirty_logs(self):
+        """Kafka's log flusher (LogManager.flushDirtyLogs): every log.flush.scheduler.interval.ms, fsync the logs
+        whose last flush is flush.ms old."""
+        now = self.now
+        for replica in self.replicas.values():
+            log = replica.log
+            if replica.flush_interval is not None and log.end > log.flushed and now - log.flushed_at >= replica.flush_interval:
+                log.flush()
+        self.call_later(self.flush_check, self._flush_dirty_logs)
 
     def on_restart(self):
         self._reset_memory()

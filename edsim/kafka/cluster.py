@@ -62,8 +62,11 @@ class KafkaCluster:
         replicas = [(p + i) % n + 1 for i in range(topic["replication.factor"])]
         tp = (name, p)
         for r in replicas:
-            self.brokers[r].replicas[tp] = Replica(self.brokers[r], tp, replicas, topic["min.insync.replicas"],
-                                                   topic["unclean.leader.election.enable"])
+            replica = Replica(self.brokers[r], tp, replicas, topic["min.insync.replicas"],
+                              topic["unclean.leader.election.enable"])
+            replica.log.flush_messages = topic["flush.messages"]
+            replica.flush_interval = topic.seconds("flush.ms") if topic["flush.ms"] is not None else None
+            self.brokers[r].replicas[tp] = replica
         state = self.controller.create_partition(tp, replicas, topic["unclean.leader.election.enable"],
                                                  topic["min.insync.replicas"])
         for broker in self.brokers.values():       # a topic made before the run starts is known everywhere

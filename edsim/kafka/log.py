@@ -71,14 +71,26 @@ class Batch:
 
 
 class Log:
-    """Batches in offset order; the log end offset (LEO); the leader-epoch cache (KIP-101)."""
+    """Batches in offset order; the log end offset (LEO); the leader-epoch cache (KIP-101); and what is durable.
 
-    def __init__(self):
+    An append reaches the operating system's page cache, not the disk. Kafka leaves writing back to the OS unless
+    ``flush.messages`` / ``flush.ms`` ask for an fsync (UnifiedLog.append, LogManager's flusher), and a segment is
+    flushed when it rolls (segments are not modelled yet). Linux writes a dirty page back once it is
+    ``vm.dirty_expire_centisecs`` old (30 s). So a power loss keeps the flushed part and whatever is older than
+    that, and loses the rest (``lose_unflushed``); a process crash loses nothing on disk.
+    """
+
+    def __init__(self, env=None):
         self.batches: list[Batch] = []
         self._bases: list[int] = []
+        self._times: list[float] = []                 # when each batch reached this log (the page cache)
+        self._env = env
         self.start = 0
         self.end = 0                                  # log end offset
         self.epochs: list[tuple[int, int]] = []       # (leader epoch, its first offset), ascending
+        self.flushed = 0                              # below this offset the log is on disk for sure
+        self.flushed_at = 0.0
+        self.flush_messages = None                    # flush.messages: fsync once this many are unflushed
 
     def __len__(self):
         return self.end - self.start
@@ -91,9 +103,34 @@ class Log:
         assert batch.base == self.end, (batch, self.end)
         self.batches.append(batch)
         self._bases.append(batch.base)
+        self._times.append(self._env._now if self._env is not None else 0.0)
         self.end = batch.end
         if batch.epoch > self.last_epoch:
             self.epochs.append((batch.epoch, batch.base))
+        if self.flush_messages is not None and self.end - self.flushed >= self.flush_messages:
+            self.flush()
+
+    def flush(self):
+        """fsync: everything appended so far is on disk."""
+        self.flushed = self.end
+        self.flushed_at = self._env._now if self._env is not None else 0.0
+
+    def lose_unflushed(self, now: float, dirty_expire: float) -> int:
+        """A power loss: keep what was flushed or written back (appended at least ``dirty_expire`` seconds
+        ago), lose the rest, and return how many records went. The leader-epoch checkpoint is fsynced on every
+        change, and is cut back to the surviving log, as Kafka's log recovery does (truncateFromEnd)."""
+        keep = self.flushed
+        cutoff = now - dirty_expire
+        for base, at in zip(self._bases, self._times):
+            if at > cutoff:
+                keep = max(keep, base)
+                break
+        else:
+            keep = self.end
+        lost = self.end - max(keep, self.start)
+        if lost > 0:
+            self.truncate(keep)
+        return max(lost, 0)
 
     def assign_epoch(self, epoch: int, offset: int):
         """A new leader records where its epoch starts, before it has written anything in it (KIP-279)."""
@@ -119,12 +156,15 @@ class Log:
             i = bisect_right(self._bases, offset) - 1      # the batch holding ``offset``, or -1
             if i >= 0 and self.batches[i].base < offset:   # it straddles the cut: keep its head
                 kept = self.batches[i].head(offset)
-                del self.batches[i:], self._bases[i:]
+                at = self._times[i]
+                del self.batches[i:], self._bases[i:], self._times[i:]
                 self.batches.append(kept)
                 self._bases.append(kept.base)
+                self._times.append(at)
             else:
-                del self.batches[max(i, 0):], self._bases[max(i, 0):]
+                del self.batches[max(i, 0):], self._bases[max(i, 0):], self._times[max(i, 0):]
             self.end = offset
+            self.flushed = min(self.flushed, offset)
         while self.epochs and self.epochs[-1][1] >= offset:
             self.epochs.pop()
 

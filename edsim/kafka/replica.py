@@ -46,7 +46,8 @@ class Replica:
         self.min_insync = min_insync
         self.unclean = unclean
         # on disk: kept across crashes
-        self.log = Log()
+        self.log = Log(broker.world.env)
+        self.flush_interval = None          # flush.ms in seconds (None: never, Kafka's default)
         self.hw_checkpoint = 0
         self.reset_memory()
 
