@@ -33,9 +33,15 @@ def split_requirement(text: str) -> tuple[str, str]:
     return normalise_name(name), ",".join(parts)
 
 
-def pyproject_requirements() -> dict[str, str]:
+TEST_TOOLS = {"pytest", "hypothesis", "playwright", "playwright-python"}
+
+
+def pyproject_requirements(extras=()) -> dict[str, str]:
+    """The runtime dependencies (what a learner installs), plus those of ``extras``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    texts = list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("test", []))
+    texts = list(project["dependencies"])
+    for extra in extras:
+        texts += list(project.get("optional-dependencies", {})[extra])
     found = dict(split_requirement(t) for t in texts)
     assert len(found) == len(texts), "a package is listed twice in pyproject.toml"
     return found
@@ -89,17 +95,43 @@ def environment_requirements() -> tuple[dict[str, str], list]:
     return conda, pip
 
 
-def test_environment_yml_has_python_pip_and_the_editable_install():
+def test_environment_yml_pins_python_for_binder_and_postbuild_installs_edsim_once():
+    """repo2docker reads only an exact python version, and builds environment.yml before the repository is
+    copied in: edsim itself is installed by postBuild, once, without touching conda's packages."""
     conda, pip = environment_requirements()
-    assert "python" in conda and conda["python"], "environment.yml must pin a python version"
+    assert re.fullmatch(r"=\d+\.\d+", conda["python"]), f"python{conda['python']}: Binder needs python=3.X"
     assert "pip" in conda
-    assert "-e ." in [p.strip() for p in pip]
+    assert pip == [], "environment.yml must not install edsim (postBuild does): repo2docker has no source yet"
+    commands = [line.strip() for line in (ROOT / "postBuild").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    installs = [c for c in commands if "pip install" in c]
+    assert installs == ["python -m pip install --no-deps -e ."], installs
 
 
-def test_python_version_agrees_with_requires_python():
+def test_python_pin_satisfies_requires_python():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     conda, _ = environment_requirements()
-    assert conda["python"] == split_requirement("python" + project["requires-python"])[1]
+    pinned = tuple(int(x) for x in conda["python"].lstrip("=").split("."))
+    minimum = tuple(int(x) for x in project["requires-python"].lstrip(">=").split("."))
+    assert pinned >= minimum
+
+
+def test_the_learners_environment_has_no_test_tools():
+    conda, _ = environment_requirements()
+    assert not TEST_TOOLS & set(conda), "environment.yml is the learner's: test tools belong to make test"
+    assert not TEST_TOOLS & set(pyproject_requirements()), "test tools belong to the test extra"
+    assert {"pytest", "hypothesis", "playwright"} <= set(pyproject_requirements(["test"]))
+    assert "pyyaml" in conda and "pyyaml" in pyproject_requirements()
+
+
+def test_license_is_an_spdx_expression_with_its_file():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "Apache-2.0"
+    assert data["project"]["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+    setuptools = [r for r in data["build-system"]["requires"] if split_requirement(r)[0] == "setuptools"]
+    assert setuptools and split_requirement(setuptools[0])[1] == ">=77"     # the first to read SPDX licenses
 
 
 def test_dependencies_agree_name_for_name_and_spec_for_spec():
@@ -112,7 +144,7 @@ def test_dependencies_agree_name_for_name_and_spec_for_spec():
 
 
 def test_every_dependency_has_a_lower_bound():
-    for name, spec in pyproject_requirements().items():
+    for name, spec in pyproject_requirements(["test", "parquet"]).items():
         assert ">=" in spec or "==" in spec, f"{name} has no lower bound: {spec!r}"
 
 
@@ -147,6 +179,31 @@ def test_readme_shows_make_lab_and_make_test():
 def test_makefile_has_lab_and_test_targets():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^lab:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def make_dry_run(*args) -> str:
+    import shutil
+    import subprocess
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_make_lab_installs_the_learners_set_and_passes_options():
+    """make lab: no test extra; --allow-root when root (JupyterLab refuses root otherwise); LAB_ARGS passed on."""
+    import os
+    out = make_dry_run("lab", "LAB_ARGS=--no-browser --ip=127.0.0.1")
+    assert "pip install --quiet -e ." in out and ".[test]" not in out
+    lab = [line for line in out.splitlines() if "jupyter lab" in line][-1]
+    assert "--no-browser --ip=127.0.0.1" in lab
+    assert ("--allow-root" in lab) == (os.getuid() == 0)
+
+
+def test_make_test_adds_the_test_extra_and_builds_the_site():
+    out = make_dry_run("test")
+    assert 'pip install --quiet -e ".[test]"' in out
+    assert "tools/site.py build/site" in out
 
 
 def test_readme_code_blocks_run_as_shown():
