@@ -60,3 +60,35 @@ def test_the_anomalies_print_in_a_notebook_as_a_plain_dict():
     pretty = pytest.importorskip("IPython.lib.pretty").pretty
     result = edsim.simulate(workload={"messages": 100})
     assert pretty(result.anomalies) == pretty(dict(result.anomalies))
+
+
+def test_the_options_reference_is_current_and_complete():
+    """docs/options.md is generated from the config tables: it fails here when a setting changed and the file
+    was not regenerated (python tools/options_reference.py)."""
+    from edsim.configs import BROKER, CONSUMER, PRODUCER, TOPIC
+    from edsim.workload import WORKLOAD
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "options_reference.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = (ROOT / "docs" / "options.md").read_text()
+    for section, table in (("topic", TOPIC), ("broker", BROKER), ("producer", PRODUCER), ("consumer", CONSUMER),
+                           ("workload", WORKLOAD)):
+        body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+        for name, setting in table.items():
+            assert f"| `{name}` |" in body, (section, name)
+            assert setting.doc, f"{section} config {name} has no meaning to show"
+    assert "| `linger.ms` | `5` | ms, number ≥ 0 |" in text
+    assert "| `acks` | `all` |" in text and "| `isolation.level` | `read_uncommitted` | one of" in text
+
+
+def test_the_options_reference_check_notices_a_stale_file(tmp_path, monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("options_reference", ROOT / "tools" / "options_reference.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    stale = tmp_path / "options.md"
+    stale.write_text(tool.render().replace("`5`", "`6`"))
+    monkeypatch.setattr(tool, "TARGET", stale)
+    assert tool.main(["--check"]) == 1
+    stale.write_text(tool.render())
+    assert tool.main(["--check"]) == 0
