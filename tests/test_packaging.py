@@ -206,17 +206,72 @@ def test_make_test_adds_the_test_extra_and_builds_the_site():
     assert "tools/site.py build/site" in out
 
 
-def test_readme_code_blocks_run_as_shown():
-    """Every python block of the README runs, in order, in one namespace (the README is documentation a user
-    copies: it must not lie)."""
+def readme_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def printed_and_expected(block: str):
+    """Run ``block`` statement by statement in a fresh namespace; for every top-level ``print(...)``, yield what it
+    printed and the trailing comment that says what it prints (``print(a, b)  # 507 0``)."""
+    import ast
+    import contextlib
+    import io
+    lines = block.splitlines()
+    namespace: dict = {}
+    for statement in ast.parse(block).body:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(ast.Module([statement], []), "README.md", "exec"), namespace)
+        is_print = isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call) and \
+            isinstance(statement.value.func, ast.Name) and statement.value.func.id == "print"
+        if is_print:
+            tail = lines[statement.end_lineno - 1][statement.end_col_offset:].strip()
+            assert tail.startswith("#"), f"README: {lines[statement.end_lineno - 1]!r} must say what it prints " \
+                                         "in a trailing comment"
+            yield out.getvalue().strip(), tail[1:].strip()
+        else:
+            assert out.getvalue() == "", f"README: only print(...) lines may print: {ast.unparse(statement)[:80]}"
+
+
+def test_the_output_checker_notices_a_wrong_comment():
+    assert list(printed_and_expected("x = 3\nprint(x, x + 1)  # 3 4\n")) == [("3 4", "3 4")]
+    assert list(printed_and_expected("print(1)  # 2\n")) == [("1", "2")]
+    with pytest.raises(AssertionError, match="trailing comment"):
+        list(printed_and_expected("print(1)\n"))
+
+
+def test_readme_code_blocks_run_as_shown(tmp_path, monkeypatch):
+    """Every python block of the README runs alone, as a user would paste it (each has its own imports), and
+    every print in it prints what its trailing comment says. The figures are computed here, never copied: when
+    the model changes, the README's comments must follow."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) >= 3
-    namespace = {}
+    monkeypatch.chdir(tmp_path)                  # blocks may write files (scenario.save)
+    blocks = readme_blocks("python")
+    assert len(blocks) >= 5
+    checked = 0
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
-    plt.close("all")
-    assert namespace["result"].services.loc["counter", "restarts"] == 1
-    assert namespace["risky"].anomalies["lost-write"] > 0 == namespace["safe"].anomalies["lost-write"]
+        for printed, expected in printed_and_expected(block):
+            assert printed == expected, f"README block prints {printed!r}, its comment says {expected!r}"
+            checked += 1
+        plt.close("all")
+    assert checked >= 5
+
+
+def test_readme_command_line_runs_as_shown(tmp_path):
+    """The README's python -m edsim lines run on the scenario file its python block saves (the seed sweep with
+    a smaller range), with the exit statuses the README gives."""
+    import shlex
+    import subprocess
+    import sys
+    saving = next(b for b in readme_blocks("python") if ".save(" in b)
+    list(printed_and_expected(saving.replace('"risky.yaml"', repr(str(tmp_path / "risky.yaml")))))
+    lines = [line.split("#")[0].strip() for block in readme_blocks("bash") for line in block.splitlines()
+             if line.startswith("python -m edsim")]
+    assert len(lines) == 4
+    for line in lines:
+        argv = shlex.split(line.replace("0..99", "0..1"))
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 1, (line, done.stderr)          # the file's acks=1 run loses writes
+        assert "lost-write" in done.stdout, line
