@@ -282,7 +282,8 @@ class Scenario:
         """The same run, held at t=0 to advance step by step (``edsim.live.LiveRun``): faults can then be injected
         *now*, as a panel's live mode does; ``.finish()`` ends it exactly as ``run()`` would."""
         from .live import LiveRun
-        return LiveRun(self, seed, progress)
+        from .progress import run_progress
+        return LiveRun(self, seed, run_progress(progress, self))
 
 ARGUMENTS = ("brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed", "topics",
              "services", "invariants")
