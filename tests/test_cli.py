@@ -113,3 +113,11 @@ def test_python_dash_m_edsim_is_the_command(tmp_path):
     assert "anomalies: none" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "edsim", "frobnicate"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2
+
+
+def test_seed_overrides_the_files_seed(tmp_path):
+    path = RISKY.save(tmp_path / "risky.yaml")
+    _, out = run("run", path, "--seed", 5)
+    assert f"lost-write: {RISKY.run(seed=5).anomalies['lost-write']}" in out or "anomalies: none" in out
+    expected = RISKY.run(seed=5).summary().to_string()
+    assert out.startswith(expected)

@@ -275,3 +275,19 @@ def test_readme_command_line_runs_as_shown(tmp_path):
         done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 1, (line, done.stderr)          # the file's acks=1 run loses writes
         assert "lost-write" in done.stdout, line
+
+
+def speed_rows(text: str, section: str | None = None) -> list[list[str]]:
+    if section is not None:
+        text = text.split(section, 1)[1]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ")]
+    return [r[:3] for r in rows[1:]]
+
+
+def test_the_readmes_speed_table_is_the_latest_of_docs_speed():
+    """The README keeps the latest table (row, result, target); docs/speed.md keeps it with its history and
+    method: the two must not drift apart."""
+    readme = speed_rows((ROOT / "README.md").read_text(), "## Speed")
+    docs = speed_rows((ROOT / "docs" / "speed.md").read_text())
+    assert readme and readme == docs[:len(readme)] and len(readme) == len(docs)
