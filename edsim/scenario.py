@@ -289,12 +289,9 @@ ARGUMENTS = ("brokers", "topic", "producer", "consumer", "broker", "workload", "
              "services", "invariants")
 
 
-_UNSET = object()
-
-
 def simulate(*, brokers: int = 3, topic: dict | None = None, producer: dict | None = None,
              consumer: dict | None = None, broker: dict | None = None, workload: dict | None = None,
-             faults: list = _UNSET, seed: int = 0, topics: dict | None = None, services: dict | None = None,
+             faults: list = (), seed: int = 0, topics: dict | None = None, services: dict | None = None,
              invariants: list | None = None, progress=None, **unknown) -> "Result":
     """Run one scenario and return its ``Result``: the history, the anomalies the checker found, the summary.
 
@@ -313,9 +310,8 @@ def simulate(*, brokers: int = 3, topic: dict | None = None, producer: dict | No
     for key in unknown:
         raise unknown_key("simulate() argument", key, ARGUMENTS + ("progress",))
     given = dict(brokers=brokers, topic=topic, producer=producer, consumer=consumer, broker=broker,
-                 workload=workload, seed=seed, topics=topics, services=services, invariants=invariants)
-    if faults is not _UNSET:
-        given["faults"] = faults
+                 workload=workload, faults=faults, seed=seed, topics=topics, services=services,
+                 invariants=invariants)
     return Scenario(**given).run(progress=progress)
 
 
