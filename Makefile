@@ -2,33 +2,50 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# Two stamps: what a learner needs (edsim, JupyterLab, nbval), then the test extra (pytest, hypothesis,
+# playwright) that `make test` adds on top.
 STAMP  := $(VENV)/.installed
+TESTED := $(VENV)/.installed-test
 
-.PHONY: lab test test-fast test-browser bench notebooks student clean
+# Options for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --ip=127.0.0.1" on a remote machine.
+LAB_ARGS ?=
+# JupyterLab refuses to run as root (the usual user in containers) unless told.
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test test-fast test-browser bench notebooks student docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+$(TESTED): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(TESTED)
 
-test: $(STAMP)
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab $(ROOT_ARGS) $(LAB_ARGS) notebooks/
+
+test: $(TESTED)
 	$(PY) -m pytest tests/ -q
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-cell-timeout=120 \
 		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/ -q -p no:cacheprovider
 	$(MAKE) student
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=120 build/student -q -p no:cacheprovider
+	$(MAKE) docs
 
 # Learner copies: solution cells blanked, outputs cleared (build/student/).
 student: $(STAMP)
 	$(PY) tools/student.py build/student
 
-test-browser: $(STAMP)
+# The static site (build/site/): the executed notebooks as saved (never re-executed), docs/*.md.
+docs: $(STAMP)
+	$(PY) tools/site.py build/site
+
+test-browser: $(TESTED)
 	$(PY) -m pytest tests/test_browser.py -q -rs
 
 # Re-execute the notebooks in place (nbclient, kernel python3) after changing them; commit the outputs.
@@ -38,7 +55,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m edsim.bench
 
-test-fast: $(STAMP)
+test-fast: $(TESTED)
 	$(PY) -m pytest tests/ -q -m "not slow"
 
 clean:

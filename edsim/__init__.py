@@ -5,6 +5,10 @@
     result = edsim.simulate(producer={"acks": "1"}, faults=[faults.crash("leader", at=1.0, restart_after=2.0)],
                             seed=1)
     result.summary()
+
+``help(edsim.simulate)`` and ``help(edsim.Scenario)`` say what every argument takes; docs/options.md lists every
+config. ``Scenario.save(path)`` / ``Scenario.load(path)`` keep scenarios in YAML or JSON files, and
+``python -m edsim run scenario.yaml`` / ``python -m edsim check history.csv`` run them from the shell.
 """
 from . import apps, faults, invariants
 from .app import Service, ServiceSpec, service

@@ -83,6 +83,7 @@ def one_of(*allowed):
         if text not in allowed:
             raise _bad(key, value, "one of " + ", ".join(repr(a) for a in allowed))
         return text
+    parse.allowed = allowed              # for the options reference (tools/options_reference.py)
     return parse
 
 
@@ -92,6 +93,7 @@ def whole_one_of(*allowed):
         if isinstance(value, bool) or value not in allowed:
             raise _bad(key, value, "one of " + ", ".join(str(a) for a in allowed))
         return int(value)
+    parse.allowed = allowed
     return parse
 
 
@@ -164,7 +166,7 @@ def warn(message: str):
     warnings.warn(message, EdsimWarning, stacklevel=3)
 
 
-# ---- the settings edsim models, with Kafka 4.x defaults (see shared FIDELITY.md) ---------------------------
+# ---- the settings edsim models, with Kafka 4.x defaults (see docs/options.md, generated from them) ---------------------------
 def _table(*settings):
     return {s.name: s for s in settings}
 
@@ -183,25 +185,37 @@ TOPIC = _table(
 )
 
 BROKER = _table(
-    Setting("min.insync.replicas", 1, positive_int),
-    Setting("unclean.leader.election.enable", False, boolean),
-    Setting("replica.lag.time.max.ms", 30000, non_negative_number),
-    Setting("replica.fetch.wait.max.ms", 500, non_negative_number),
-    Setting("replica.fetch.backoff.ms", 1000, non_negative_number),
-    Setting("replica.socket.timeout.ms", 30000, positive_number),
-    Setting("replica.high.watermark.checkpoint.interval.ms", 5000, positive_number),
-    Setting("broker.session.timeout.ms", 9000, positive_number),
-    Setting("broker.heartbeat.interval.ms", 2000, positive_number),
+    Setting("min.insync.replicas", 1, positive_int,
+            "the broker default for topics that do not set it: replicas that must hold a write before acks=all "
+            "succeeds"),
+    Setting("unclean.leader.election.enable", False, boolean,
+            "the broker default for topics that do not set it: may an out-of-sync replica become leader"),
+    Setting("replica.lag.time.max.ms", 30000, non_negative_number,
+            "a follower that has not caught up to the leader's log end for this long leaves the ISR"),
+    Setting("replica.fetch.wait.max.ms", 500, non_negative_number,
+            "how long the leader holds a follower's fetch that finds nothing new"),
+    Setting("replica.fetch.backoff.ms", 1000, non_negative_number,
+            "how long a follower waits after a failed fetch before the next"),
+    Setting("replica.socket.timeout.ms", 30000, positive_number,
+            "how long a follower waits for the answer to a fetch before it gives up on it"),
+    Setting("replica.high.watermark.checkpoint.interval.ms", 5000, positive_number,
+            "how often a broker writes each partition's high watermark to disk (what survives a crash)"),
+    Setting("broker.session.timeout.ms", 9000, positive_number,
+            "the controller fences a broker it has not heard a heartbeat from for this long"),
+    Setting("broker.heartbeat.interval.ms", 2000, positive_number,
+            "how often a broker sends the controller a heartbeat"),
     Setting("auto.create.topics.enable", True, boolean,
             "a topic a client names that does not exist is created with the broker's defaults"),
     Setting("group.initial.rebalance.delay.ms", 3000, non_negative_number,
             "an empty group's first rebalance waits this long for more members"),
-    Setting("offsets.commit.timeout.ms", 5000, positive_number),
-    Setting("offsets.topic.num.partitions", 50, positive_int),
-    Setting("offsets.topic.replication.factor", 3, positive_int),
-    Setting("transaction.state.log.num.partitions", 50, positive_int),
-    Setting("transaction.state.log.replication.factor", 3, positive_int),
-    Setting("transaction.state.log.min.isr", 2, positive_int),
+    Setting("offsets.commit.timeout.ms", 5000, positive_number,
+            "how long the group coordinator waits for an offset commit to be replicated before it fails it"),
+    Setting("offsets.topic.num.partitions", 50, positive_int, "partitions of __consumer_offsets"),
+    Setting("offsets.topic.replication.factor", 3, positive_int, "replicas of each __consumer_offsets partition"),
+    Setting("transaction.state.log.num.partitions", 50, positive_int, "partitions of __transaction_state"),
+    Setting("transaction.state.log.replication.factor", 3, positive_int,
+            "replicas of each __transaction_state partition"),
+    Setting("transaction.state.log.min.isr", 2, positive_int, "min.insync.replicas of __transaction_state"),
     Setting("transaction.max.timeout.ms", 900000, positive_number,
             "the longest transaction.timeout.ms a producer may ask for"),
     Setting("transaction.abort.timed.out.transaction.cleanup.interval.ms", 10000, positive_number,
@@ -225,23 +239,41 @@ BROKER = _table(
 )
 
 PRODUCER = _table(
-    Setting("acks", "all", acks),
-    Setting("enable.idempotence", True, boolean),
-    Setting("retries", 2147483647, non_negative_int),
-    Setting("max.in.flight.requests.per.connection", 5, positive_int),
-    Setting("delivery.timeout.ms", 120000, non_negative_number),
-    Setting("request.timeout.ms", 30000, positive_number),
-    Setting("retry.backoff.ms", 100, non_negative_number),
-    Setting("retry.backoff.max.ms", 1000, non_negative_number),
-    Setting("linger.ms", 5, non_negative_number),
-    Setting("batch.size", 16384, positive_int),
-    Setting("metadata.max.age.ms", 300000, positive_number),
-    Setting("transactional.id", None, optional_text),
-    Setting("transaction.timeout.ms", 60000, positive_number),
+    Setting("acks", "all", acks,
+            "when the leader answers a produce: 0 never waited for, 1 once it wrote the batch, all once every ISR "
+            "member holds it"),
+    Setting("enable.idempotence", True, boolean,
+            "producer id and sequence numbers: the broker drops retried duplicates and refuses gaps (needs "
+            "acks=all)"),
+    Setting("retries", 2147483647, non_negative_int,
+            "how often a failed batch is sent again (within delivery.timeout.ms)"),
+    Setting("max.in.flight.requests.per.connection", 5, positive_int,
+            "produce requests a producer has unanswered per broker; above 1 without idempotence, retries "
+            "can reorder"),
+    Setting("delivery.timeout.ms", 120000, non_negative_number,
+            "how long a record may take from send() to its acknowledgement, retries included, before it fails"),
+    Setting("request.timeout.ms", 30000, positive_number,
+            "how long a client waits for the answer to a request before it counts it failed"),
+    Setting("retry.backoff.ms", 100, non_negative_number,
+            "the first wait before a retry (it grows exponentially up to retry.backoff.max.ms)"),
+    Setting("retry.backoff.max.ms", 1000, non_negative_number, "the longest wait before a retry"),
+    Setting("linger.ms", 5, non_negative_number,
+            "how long a batch waits for more records before it is sent (unless it is full)"),
+    Setting("batch.size", 16384, positive_int,
+            "the most bytes of records one batch holds (per partition)"),
+    Setting("metadata.max.age.ms", 300000, positive_number,
+            "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
+    Setting("transactional.id", None, optional_text,
+            "names the producer across restarts for transactions and zombie fencing (none: not transactional)"),
+    Setting("transaction.timeout.ms", 60000, positive_number,
+            "the coordinator aborts a transaction open longer than this"),
 )
 
+ASSIGNORS = ("range", "roundrobin", "cooperative-sticky")
+
+
 def assignors(key, value):
-    allowed = ("range", "roundrobin", "cooperative-sticky")
+    allowed = ASSIGNORS
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names or any(n not in allowed for n in names):
         raise _bad(key, value, "a list drawn from 'range', 'roundrobin', 'cooperative-sticky'")
@@ -249,25 +281,34 @@ def assignors(key, value):
 
 
 CONSUMER = _table(
-    Setting("group.id", None, optional_text),
-    Setting("group.instance.id", None, optional_text),
+    Setting("group.id", None, optional_text, "the consumer group (none: the consumer assigns partitions itself)"),
+    Setting("group.instance.id", None, optional_text,
+            "static membership (KIP-345): a restart within session.timeout.ms keeps the member's partitions"),
     Setting("partition.assignment.strategy", ("range", "cooperative-sticky"), assignors,
             "Kafka's default list: range is used until every member offers cooperative-sticky"),
-    Setting("isolation.level", "read_uncommitted", one_of("read_uncommitted", "read_committed")),
-    Setting("auto.offset.reset", "latest", one_of("earliest", "latest", "none")),
-    Setting("enable.auto.commit", True, boolean),
-    Setting("auto.commit.interval.ms", 5000, non_negative_number),
-    Setting("session.timeout.ms", 45000, positive_number),
-    Setting("heartbeat.interval.ms", 3000, positive_number),
-    Setting("max.poll.interval.ms", 300000, positive_number),
-    Setting("max.poll.records", 500, positive_int),
-    Setting("fetch.max.wait.ms", 500, non_negative_number),
+    Setting("isolation.level", "read_uncommitted", one_of("read_uncommitted", "read_committed"),
+            "read_committed stops at the last stable offset and skips aborted records"),
+    Setting("auto.offset.reset", "latest", one_of("earliest", "latest", "none"),
+            "where to start without a committed offset (the workload's consumers use earliest unless set)"),
+    Setting("enable.auto.commit", True, boolean, "commit the polled offsets every auto.commit.interval.ms"),
+    Setting("auto.commit.interval.ms", 5000, non_negative_number, "how often auto-commit commits"),
+    Setting("session.timeout.ms", 45000, positive_number,
+            "the coordinator removes a member it has not heard a heartbeat from for this long"),
+    Setting("heartbeat.interval.ms", 3000, positive_number, "how often a member sends its coordinator a heartbeat"),
+    Setting("max.poll.interval.ms", 300000, positive_number,
+            "a member that does not poll for this long leaves the group"),
+    Setting("max.poll.records", 500, positive_int, "the most records one poll returns"),
+    Setting("fetch.max.wait.ms", 500, non_negative_number,
+            "how long the broker holds a fetch that finds nothing new"),
     Setting("max.partition.fetch.bytes", 1048576, positive_int,
             "the most a fetch returns of one partition, in whole record batches, but always the first batch "
             "(KIP-74); a record's size is the producer's record_size"),
-    Setting("request.timeout.ms", 30000, positive_number),
-    Setting("retry.backoff.ms", 100, non_negative_number),
+    Setting("request.timeout.ms", 30000, positive_number,
+            "how long a client waits for the answer to a request before it counts it failed"),
+    Setting("retry.backoff.ms", 100, non_negative_number,
+            "the first wait before a retry (it grows exponentially up to retry.backoff.max.ms)"),
     Setting("retry.backoff.max.ms", 1000, non_negative_number,
             "the longest wait between the group protocol's retries, which double from retry.backoff.ms (KIP-580)"),
-    Setting("metadata.max.age.ms", 300000, positive_number),
+    Setting("metadata.max.age.ms", 300000, positive_number,
+            "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
 )

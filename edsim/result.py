@@ -14,6 +14,33 @@ from .run import CATCH_UP_LIMIT
 from .workload import workload_config
 
 
+class UnknownName(KeyError):
+    """A name that is not in a ``Named`` dict; its message lists the names there are."""
+
+    def __str__(self):                 # KeyError's own str() would quote the sentence
+        return str(self.args[0]) if self.args else ""
+
+
+class Named(dict):
+    """A plain dict (it compares, prints and pickles as one) whose missing key answers with the names there are:
+    ``result.anomalies["lost_write"]`` says ``did you mean 'lost-write'?``."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, data=(), what="name"):
+        super().__init__(data)
+        self.what = what
+
+    def __missing__(self, key):
+        import difflib
+        close = difflib.get_close_matches(str(key), [str(k) for k in self], n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise UnknownName(f"no {self.what} {key!r}{hint} The names there are: {', '.join(map(str, self))}")
+
+    def __reduce__(self):
+        return (Named, (dict(self), self.what))
+
+
 class Result:
     """What a run left: its history, the anomalies the checker named, broker truth and metrics."""
 
@@ -27,8 +54,8 @@ class Result:
         self.notes = list(producer.notes) if producer is not None else []
         self._history = lab.history
         report = checker.check(lab.history, run.invariants)
-        self.anomalies: dict[str, int] = report.anomalies
-        self.anomaly_cases: dict[str, pd.DataFrame] = report.cases
+        self.anomalies: dict[str, int] = Named(report.anomalies, "anomaly")
+        self.anomaly_cases: dict[str, pd.DataFrame] = Named(report.cases, "anomaly")
         self.truth = Truth(lab.kafka, run.topic)
         self.faults = list(lab.nemesis().applied)
         self.producer_errors = dict(producer.errors) if producer is not None else {}   # error code -> responses

@@ -25,7 +25,33 @@ SECTIONS = ("topic", "producer", "consumer", "broker", "workload")
 
 @dataclass(repr=False)
 class Scenario:
-    """Everything that defines a run; ``Scenario(**kw).run()`` is ``edsim.simulate(**kw)``."""
+    """Everything that defines a run, as plain data; ``Scenario(**kw).run()`` is ``edsim.simulate(**kw)``.
+
+    Every field is checked when the scenario is made: an unknown config name or a value Kafka refuses raises
+    ``edsim.ConfigError`` (a ``ValueError``) naming the key, the value and what is allowed; a bad fault raises
+    ``edsim.FaultError``. Config names and units are Kafka's (``linger.ms`` in milliseconds; ``docs/options.md``
+    lists every one); times of faults are simulated seconds.
+
+    Args:
+        brokers: how many brokers the cluster has (ids 1, 2, ...).
+        topic: the workload's topic: ``name`` (default ``"events"``) and topic configs such as ``partitions``,
+            ``replication.factor`` (default 3), ``min.insync.replicas``, ``unclean.leader.election.enable``.
+        producer: the workload producer's configs (``acks``, ``enable.idempotence``, ``linger.ms``, ...).
+        consumer: the workload consumers' configs (``isolation.level``, ``session.timeout.ms``, ...).
+        broker: broker configs (``replica.lag.time.max.ms``, ``transaction.version``, ``edsim.network.*``, ...).
+        workload: the built-in application: ``messages``, ``rate``, ``keys``, ``consumers``, ``commit``,
+            ``transaction_size``, ``pipeline``, ... (sugar for ``apps.Load`` / ``apps.Consume`` /
+            ``apps.Pipeline``). Empty with ``services`` given: no workload runs.
+        faults: a list of ``edsim.faults`` specs (``crash``, ``isolate``, ``partition``, ``pause``, ``slow``,
+            ``drop``).
+        seed: the seed of every random stream: the same seed gives the same history, row for row.
+        topics: more topics by name, each a dict of topic configs.
+        services: services by name: ``edsim.service(MyService, instances=2)``, ``apps.Load(...)`` or a class.
+        invariants: declared checks from ``edsim.invariants``, reported in ``result.anomalies``.
+
+    ``to_dict()`` / ``from_dict()`` and ``save(path)`` / ``Scenario.load(path)`` turn it into plain data and YAML
+    or JSON files and back (``edsim.scenario_file``).
+    """
 
     brokers: int = 3
     topic: dict = field(default_factory=dict)
@@ -218,29 +244,74 @@ class Scenario:
         parts.append(f"seed={self.seed}")
         return "edsim.simulate(\n    " + ",\n    ".join(parts) + ",\n)"
 
+    # ---- plain data and files ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The scenario as plain data (``edsim.scenario_file``): what a YAML or JSON file holds."""
+        from .scenario_file import to_dict
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, allow_import: bool = False) -> "Scenario":
+        """A scenario from plain data. A service class outside edsim is imported only with ``allow_import``."""
+        from .scenario_file import from_dict
+        return from_dict(data, allow_import)
+
+    def save(self, path) -> "Path":
+        """Write the scenario to ``path``: YAML (``.yaml``, ``.yml``) or JSON (``.json``)."""
+        from .scenario_file import save
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path, allow_import: bool = False) -> "Scenario":
+        """Read a scenario file (YAML or JSON). Loading executes nothing unless ``allow_import=True`` lets it
+        import a service class named by ``package.module:Class`` outside edsim."""
+        from .scenario_file import load
+        return load(path, allow_import)
+
     # ---- running ----------------------------------------------------------------------------------------
     def run(self, seed: int | None = None, progress=None) -> "Result":
-        """Run it. ``progress(phase, simulated_seconds)``, if given, hears of each phase ("workload", "drain",
-        "heal", "catch-up", "done") and every 5 simulated seconds within one: long runs can show it."""
+        """Run it (with ``seed`` instead of the scenario's, if given). ``progress``: None, True (a text bar on
+        stderr) or ``progress(phase, simulated_seconds)``, told of each phase ("workload", "drain", "heal",
+        "catch-up", "done") and every 5 simulated seconds within one: long runs can show it."""
+        from .progress import run_progress
         from .run import Run
-        return Run(self, seed, progress).finish()
+        return Run(self, seed, run_progress(progress, self)).finish()
 
     @fewer_collections()
     def start(self, seed: int | None = None, progress=None) -> "LiveRun":
         """The same run, held at t=0 to advance step by step (``edsim.live.LiveRun``): faults can then be injected
         *now*, as a panel's live mode does; ``.finish()`` ends it exactly as ``run()`` would."""
         from .live import LiveRun
-        return LiveRun(self, seed, progress)
+        from .progress import run_progress
+        return LiveRun(self, seed, run_progress(progress, self))
 
 ARGUMENTS = ("brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed", "topics",
              "services", "invariants")
 
 
-def simulate(**kwargs) -> "Result":
-    """Run one scenario: ``edsim.simulate(brokers=3, topic={...}, producer={...}, faults=[...], seed=7)``."""
-    for key in kwargs:
-        if key not in ARGUMENTS:
-            raise unknown_key("simulate() argument", key, ARGUMENTS)
-    return Scenario(**kwargs).run()
+def simulate(*, brokers: int = 3, topic: dict | None = None, producer: dict | None = None,
+             consumer: dict | None = None, broker: dict | None = None, workload: dict | None = None,
+             faults: list = (), seed: int = 0, topics: dict | None = None, services: dict | None = None,
+             invariants: list | None = None, progress=None, **unknown) -> "Result":
+    """Run one scenario and return its ``Result``: the history, the anomalies the checker found, the summary.
+
+        edsim.simulate(producer={"acks": "1"}, faults=[faults.crash("leader", at=1.0, restart_after=2.0)], seed=1)
+
+    The arguments are the fields of :class:`edsim.Scenario` (see there): ``brokers``, ``topic``, ``producer``,
+    ``consumer``, ``broker``, ``workload``, ``faults``, ``seed``, ``topics``, ``services``, ``invariants``; each
+    left out takes Kafka's default. An unknown argument or config raises ``edsim.ConfigError`` naming it and what
+    is allowed.
+
+    ``progress``: ``None`` (nothing is shown), ``True`` (a text bar on the terminal's stderr), or a callable
+    ``progress(phase, simulated_seconds)`` told of each phase ("workload", "drain", "heal", "catch-up", "done")
+    and every 5 simulated seconds within one. Progress never changes the run: the same seed gives the same
+    history with or without it.
+    """
+    for key in unknown:
+        raise unknown_key("simulate() argument", key, ARGUMENTS + ("progress",))
+    given = dict(brokers=brokers, topic=topic, producer=producer, consumer=consumer, broker=broker,
+                 workload=workload, faults=faults, seed=seed, topics=topics, services=services,
+                 invariants=invariants)
+    return Scenario(**given).run(progress=progress)
 
 

@@ -33,9 +33,15 @@ def split_requirement(text: str) -> tuple[str, str]:
     return normalise_name(name), ",".join(parts)
 
 
-def pyproject_requirements() -> dict[str, str]:
+TEST_TOOLS = {"pytest", "hypothesis", "playwright", "playwright-python"}
+
+
+def pyproject_requirements(extras=()) -> dict[str, str]:
+    """The runtime dependencies (what a learner installs), plus those of ``extras``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    texts = list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("test", []))
+    texts = list(project["dependencies"])
+    for extra in extras:
+        texts += list(project.get("optional-dependencies", {})[extra])
     found = dict(split_requirement(t) for t in texts)
     assert len(found) == len(texts), "a package is listed twice in pyproject.toml"
     return found
@@ -89,17 +95,43 @@ def environment_requirements() -> tuple[dict[str, str], list]:
     return conda, pip
 
 
-def test_environment_yml_has_python_pip_and_the_editable_install():
+def test_environment_yml_pins_python_for_binder_and_postbuild_installs_edsim_once():
+    """repo2docker reads only an exact python version, and builds environment.yml before the repository is
+    copied in: edsim itself is installed by postBuild, once, without touching conda's packages."""
     conda, pip = environment_requirements()
-    assert "python" in conda and conda["python"], "environment.yml must pin a python version"
+    assert re.fullmatch(r"=\d+\.\d+", conda["python"]), f"python{conda['python']}: Binder needs python=3.X"
     assert "pip" in conda
-    assert "-e ." in [p.strip() for p in pip]
+    assert pip == [], "environment.yml must not install edsim (postBuild does): repo2docker has no source yet"
+    commands = [line.strip() for line in (ROOT / "postBuild").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    installs = [c for c in commands if "pip install" in c]
+    assert installs == ["python -m pip install --no-deps -e ."], installs
 
 
-def test_python_version_agrees_with_requires_python():
+def test_python_pin_satisfies_requires_python():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     conda, _ = environment_requirements()
-    assert conda["python"] == split_requirement("python" + project["requires-python"])[1]
+    pinned = tuple(int(x) for x in conda["python"].lstrip("=").split("."))
+    minimum = tuple(int(x) for x in project["requires-python"].lstrip(">=").split("."))
+    assert pinned >= minimum
+
+
+def test_the_learners_environment_has_no_test_tools():
+    conda, _ = environment_requirements()
+    assert not TEST_TOOLS & set(conda), "environment.yml is the learner's: test tools belong to make test"
+    assert not TEST_TOOLS & set(pyproject_requirements()), "test tools belong to the test extra"
+    assert {"pytest", "hypothesis", "playwright"} <= set(pyproject_requirements(["test"]))
+    assert "pyyaml" in conda and "pyyaml" in pyproject_requirements()
+
+
+def test_license_is_an_spdx_expression_with_its_file():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "Apache-2.0"
+    assert data["project"]["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+    setuptools = [r for r in data["build-system"]["requires"] if split_requirement(r)[0] == "setuptools"]
+    assert setuptools and split_requirement(setuptools[0])[1] == ">=77"     # the first to read SPDX licenses
 
 
 def test_dependencies_agree_name_for_name_and_spec_for_spec():
@@ -112,7 +144,7 @@ def test_dependencies_agree_name_for_name_and_spec_for_spec():
 
 
 def test_every_dependency_has_a_lower_bound():
-    for name, spec in pyproject_requirements().items():
+    for name, spec in pyproject_requirements(["test", "parquet"]).items():
         assert ">=" in spec or "==" in spec, f"{name} has no lower bound: {spec!r}"
 
 
@@ -149,17 +181,113 @@ def test_makefile_has_lab_and_test_targets():
     assert re.search(r"^lab:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
 
 
-def test_readme_code_blocks_run_as_shown():
-    """Every python block of the README runs, in order, in one namespace (the README is documentation a user
-    copies: it must not lie)."""
+def make_dry_run(*args) -> str:
+    import shutil
+    import subprocess
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_make_lab_installs_the_learners_set_and_passes_options():
+    """make lab: no test extra; --allow-root when root (JupyterLab refuses root otherwise); LAB_ARGS passed on."""
+    import os
+    out = make_dry_run("lab", "LAB_ARGS=--no-browser --ip=127.0.0.1")
+    assert "pip install --quiet -e ." in out and ".[test]" not in out
+    lab = [line for line in out.splitlines() if "jupyter lab" in line][-1]
+    assert "--no-browser --ip=127.0.0.1" in lab
+    assert ("--allow-root" in lab) == (os.getuid() == 0)
+
+
+def test_make_test_adds_the_test_extra_and_builds_the_site():
+    out = make_dry_run("test")
+    assert 'pip install --quiet -e ".[test]"' in out
+    assert "tools/site.py build/site" in out
+
+
+def readme_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def printed_and_expected(block: str):
+    """Run ``block`` statement by statement in a fresh namespace; for every top-level ``print(...)``, yield what it
+    printed and the trailing comment that says what it prints (``print(a, b)  # 507 0``)."""
+    import ast
+    import contextlib
+    import io
+    lines = block.splitlines()
+    namespace: dict = {}
+    for statement in ast.parse(block).body:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(ast.Module([statement], []), "README.md", "exec"), namespace)
+        is_print = isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call) and \
+            isinstance(statement.value.func, ast.Name) and statement.value.func.id == "print"
+        if is_print:
+            tail = lines[statement.end_lineno - 1][statement.end_col_offset:].strip()
+            assert tail.startswith("#"), f"README: {lines[statement.end_lineno - 1]!r} must say what it prints " \
+                                         "in a trailing comment"
+            yield out.getvalue().strip(), tail[1:].strip()
+        else:
+            assert out.getvalue() == "", f"README: only print(...) lines may print: {ast.unparse(statement)[:80]}"
+
+
+def test_the_output_checker_notices_a_wrong_comment():
+    assert list(printed_and_expected("x = 3\nprint(x, x + 1)  # 3 4\n")) == [("3 4", "3 4")]
+    assert list(printed_and_expected("print(1)  # 2\n")) == [("1", "2")]
+    with pytest.raises(AssertionError, match="trailing comment"):
+        list(printed_and_expected("print(1)\n"))
+
+
+def test_readme_code_blocks_run_as_shown(tmp_path, monkeypatch):
+    """Every python block of the README runs alone, as a user would paste it (each has its own imports), and
+    every print in it prints what its trailing comment says. The figures are computed here, never copied: when
+    the model changes, the README's comments must follow."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) >= 3
-    namespace = {}
+    monkeypatch.chdir(tmp_path)                  # blocks may write files (scenario.save)
+    blocks = readme_blocks("python")
+    assert len(blocks) >= 5
+    checked = 0
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
-    plt.close("all")
-    assert namespace["result"].services.loc["counter", "restarts"] == 1
-    assert namespace["risky"].anomalies["lost-write"] > 0 == namespace["safe"].anomalies["lost-write"]
+        for printed, expected in printed_and_expected(block):
+            assert printed == expected, f"README block prints {printed!r}, its comment says {expected!r}"
+            checked += 1
+        plt.close("all")
+    assert checked >= 5
+
+
+def test_readme_command_line_runs_as_shown(tmp_path):
+    """The README's python -m edsim lines run on the scenario file its python block saves (the seed sweep with
+    a smaller range), with the exit statuses the README gives."""
+    import shlex
+    import subprocess
+    import sys
+    saving = next(b for b in readme_blocks("python") if ".save(" in b)
+    list(printed_and_expected(saving.replace('"risky.yaml"', repr(str(tmp_path / "risky.yaml")))))
+    lines = [line.split("#")[0].strip() for block in readme_blocks("bash") for line in block.splitlines()
+             if line.startswith("python -m edsim")]
+    assert len(lines) == 4
+    for line in lines:
+        argv = shlex.split(line.replace("0..99", "0..1"))
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 1, (line, done.stderr)          # the file's acks=1 run loses writes
+        assert "lost-write" in done.stdout, line
+
+
+def speed_rows(text: str, section: str | None = None) -> list[list[str]]:
+    if section is not None:
+        text = text.split(section, 1)[1]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ")]
+    return [r[:3] for r in rows[1:]]
+
+
+def test_the_readmes_speed_table_is_the_latest_of_docs_speed():
+    """The README keeps the latest table (row, result, target); docs/speed.md keeps it with its history and
+    method: the two must not drift apart."""
+    readme = speed_rows((ROOT / "README.md").read_text(), "## Speed")
+    docs = speed_rows((ROOT / "docs" / "speed.md").read_text())
+    assert readme and readme == docs[:len(readme)] and len(readme) == len(docs)

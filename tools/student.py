@@ -12,13 +12,18 @@ import nbformat
 PLACEHOLDER = "# Your solution here: set the answer variables above, then run the check below."
 
 
+def is_solution(cell) -> bool:
+    """A solution cell: a code cell tagged ``solution`` (tools/site.py hides the same cells)."""
+    return cell.cell_type == "code" and "solution" in cell.metadata.get("tags", [])
+
+
 def student_copy(source: Path, target: Path) -> int:
     nb = nbformat.read(source, as_version=4)
     blanked = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if "solution" in cell.metadata.get("tags", []):
+        if is_solution(cell):
             cell.source = PLACEHOLDER
             blanked += 1
         cell.outputs = []
