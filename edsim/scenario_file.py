@@ -69,6 +69,8 @@ def fault_to_dict(fault) -> dict:
     if fault.duration is not None:
         data[{"crash": "restart_after", "isolate": "heal_after", "partition": "heal_after"}.get(kind, "duration")] = \
             fault.duration
+    if fault.options.get("power_loss"):
+        data["power_loss"] = True
     return {"kind": kind, **data}
 
 

@@ -131,3 +131,10 @@ def test_file_names_and_formats(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ConfigError, match="is not valid JSON"):
         edsim.Scenario.load(tmp_path / "bad.json")
+
+
+def test_a_power_loss_survives_the_round_trip():
+    scenario = edsim.Scenario(faults=[faults.crash(1, at=2.0, restart_after=3.0, power_loss=True)])
+    data = scenario.to_dict()
+    assert data["faults"] == [{"kind": "crash", "target": 1, "at": 2.0, "restart_after": 3.0, "power_loss": True}]
+    assert edsim.Scenario.from_dict(data).faults[0].options == {"power_loss": True}
