@@ -179,6 +179,8 @@ class Result:
         for name, count in self.anomalies.items():
             if count or name in ("lost-write", "duplicate", "unseen"):
                 rows.append((name, count))
+        for process, error, detail in _refusals(h):
+            rows.append(("error", f"{process} could not join its group: {error} ({detail})"))
         rows.append(("simulated seconds", round(self.duration, 3)))
         for note in self.notes:
             rows.append(("note", note))
@@ -189,6 +191,14 @@ class Result:
     def __repr__(self):
         found = {k: v for k, v in self.anomalies.items() if v}
         return f"<Result seed={self.seed}: {found or 'no anomalies'}>"
+
+
+def _refusals(h: pd.DataFrame) -> list[tuple]:
+    """(process, error, detail) of each member the coordinator refused for good (a ``subscribe`` row of type
+    ``fail``, such as INVALID_SESSION_TIMEOUT), once per process and error."""
+    rows = h[(h["f"] == "subscribe") & (h["type"] == "fail")]
+    rows = rows.drop_duplicates(["process", "error"])
+    return [(str(p), str(e), str(d)) for p, e, d in zip(rows["process"], rows["error"], rows["detail"])]
 
 
 def _setup_line(s: Scenario) -> str:

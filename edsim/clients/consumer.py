@@ -17,6 +17,7 @@ from ..configs import CONSUMER, Config, ConfigError
 from ..kafka import protocol as P
 from .client import Client
 from .membership import COMMIT_FAILED, CommitFailedException, Membership
+from .transactions import KafkaError
 
 COMMIT_UNKNOWN = frozenset({P.COORDINATOR_NOT_AVAILABLE, P.REQUEST_TIMED_OUT, P.NETWORK_EXCEPTION})
 RETRY_COMMIT = COMMIT_UNKNOWN | {P.NOT_COORDINATOR}
@@ -27,6 +28,12 @@ _NONE = np.empty(0, np.int64)
 
 class OffsetOutOfRange(Exception):
     """auto.offset.reset=none and the position is not in the log (Kafka's OffsetOutOfRangeException)."""
+
+
+class FatalConsumerError(KafkaError):
+    """An error poll() raises that retrying will not fix, such as a JoinGroup refused with
+    INVALID_SESSION_TIMEOUT (the Java client's AbstractCoordinator.JoinGroupResponseHandler raises it out of
+    poll() as a fatal error; the application must change its configuration)."""
 
 
 class Record(NamedTuple):
@@ -135,6 +142,19 @@ class Consumer(Client):
         self.listener = listener
         self.membership.subscribe(topics)
         self.membership._progress()
+
+    def join_failed(self, error):
+        """The coordinator refused to let this member join, for good (INVALID_SESSION_TIMEOUT): the refusal is a
+        ``subscribe`` row of type ``fail`` in the history, and the next poll() raises it. As in the Java client
+        the member asks again only when the application polls again."""
+        detail = (f"JoinGroup refused: session.timeout.ms={self.config['session.timeout.ms']} is not within the "
+                  "range the brokers allow (group.min.session.timeout.ms .. group.max.session.timeout.ms)"
+                  if error == P.INVALID_SESSION_TIMEOUT else f"JoinGroup refused with {error}")
+        topics = ",".join(self.membership.topics)
+        self.world.history.event(self.now, self.name, "subscribe", type_="fail", topic=topics, error=error,
+                                 detail=detail)
+        self.errors.append(FatalConsumerError(error, detail))
+        self._wake()
 
     def revoke(self, tps, lost=False):
         """Give partitions up: commit what was consumed first (auto-commit), unless they were already lost."""
