@@ -281,6 +281,27 @@ class LeaveGroupResponse:
     error: str | None
 
 
+class OffsetAndEpoch(int):
+    """A committed offset that carries the leader epoch of the last record consumed before it (KIP-320:
+    OffsetCommit's ``committed_leader_epoch``, Java's ``OffsetAndMetadata.leaderEpoch()``); -1 when unknown.
+
+    An int, so everything that reads offsets (lag, the history, the coordinator's log) keeps working; the
+    coordinator stores and returns the object as given, epoch included."""
+
+    def __new__(cls, offset, leader_epoch=-1):
+        self = super().__new__(cls, offset)
+        self.leader_epoch = int(leader_epoch)
+        return self
+
+    def __reduce__(self):
+        return OffsetAndEpoch, (int(self), self.leader_epoch)
+
+
+def leader_epoch_of(offset) -> int:
+    """The leader epoch a committed offset carries, or -1 (an offset committed without one)."""
+    return getattr(offset, "leader_epoch", -1)
+
+
 @dataclass(slots=True)
 class OffsetCommitRequest:
     corr: int
