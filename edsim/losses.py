@@ -85,22 +85,24 @@ def catch_up_rows(gaps: list[tuple]) -> list[dict]:
 
 
 def catch_up_gaps(run) -> list[tuple]:
-    """(topic, partition, why) for each partition the final catch-up did not read to its end; empty when it
-    did (or there was none)."""
+    """(topic, partition, why) for each partition the final catch-up did not read to its end: those offline
+    for good (it does not wait for them), and, when it ran out of time (``CATCH_UP_LIMIT``), those it had not
+    read to their end. Empty when it read everything (or there was no catch-up)."""
     reader = getattr(run, "reader", None)
-    if reader is None or getattr(run, "caught_up", None) is not False:
+    if reader is None:
         return []
     kafka = run.cluster.kafka
+    short = getattr(run, "caught_up", None) is False
     gaps = []
     for tp in reader.assignment:
         state = kafka.controller.partitions[tp]
         position, end = reader.position(tp) or 0, reader.end_offset(tp)
         if state.leader < 0:
             down = ", ".join(str(b) for b in state.isr if not kafka.brokers[b].up) or "none"
-            gaps.append((tp[0], tp[1], f"offline: no leader (in-sync replicas down: {down})"))
-        elif end is None:
-            gaps.append((tp[0], tp[1], f"its leader (broker {state.leader}) never answered a fetch"))
-        elif position < end:
+            gaps.append((tp[0], tp[1], f"offline: no leader (in-sync replicas down: broker {down})"))
+        elif short and end is None:
+            gaps.append((tp[0], tp[1], f"its leader (broker {state.leader}) never answered a fetch in time"))
+        elif short and position < end:
             gaps.append((tp[0], tp[1], f"read to offset {position} of {end} before the catch-up time limit"))
     return gaps
 

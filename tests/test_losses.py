@@ -26,8 +26,11 @@ def test_rf1_with_its_broker_down_at_the_end_has_unreadable_records():
     assert not (losses["what"] == "acknowledged, absent from the final log").any()
     never = losses[losses["what"] == "never processed"]
     assert len(never) == 1 and never["group"].iloc[0] == "edsim-workload" and never["records"].iloc[0] > 0
+    short = losses[losses["what"] == "not caught up"]
+    assert short[["topic", "partition"]].values.tolist() == [["events", 0]]
+    assert short["why"].iloc[0].startswith("offline: no leader (in-sync replicas down: broker 1)")
     text = _section(result).to_string()
-    assert "unreadable" in text and "nothing" not in text
+    assert "unreadable" in text and "events-0" in text and "nothing" not in text
 
 
 def test_unclean_election_records_absent_from_the_final_log_even_when_lost_write_is_zero():
