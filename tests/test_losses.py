@@ -59,3 +59,22 @@ def test_a_group_that_never_joined_left_every_record_unprocessed():
                             workload={"messages": 200, "rate": 200}, seed=1)
     never = result.losses().query("what == 'never processed'")
     assert never["records"].tolist() == [200]
+
+
+def test_a_catch_up_that_ran_out_of_time_names_the_partition_and_why():
+    """When the final read stops at CATCH_UP_LIMIT, each partition it had not read to its end is named with
+    where it stopped (a unit check on a finished run whose reader is made to look short)."""
+    from types import SimpleNamespace
+    from edsim import losses
+    from edsim.run import Run
+    run = Run(edsim.Scenario(topic={"partitions": 2}, workload={"messages": 300}, seed=1))
+    run.finish()
+    reader = run.reader
+    tp = ("events", 1)
+    short = SimpleNamespace(assignment=reader.assignment,
+                            position=lambda t: 7 if t == tp else reader.position(t),
+                            end_offset=reader.end_offset)
+    fake = SimpleNamespace(reader=short, caught_up=False, cluster=run.cluster)
+    gaps = losses.catch_up_gaps(fake)
+    assert gaps == [("events", 1, f"read to offset 7 of {reader.end_offset(tp)} before the catch-up time limit")]
+    assert losses.catch_up_gaps(SimpleNamespace(reader=short, caught_up=True, cluster=run.cluster)) == []
