@@ -134,6 +134,8 @@ class Config:
                 raise unknown_key(kind, key, settings)
         for name, setting in settings.items():
             self._values[name] = setting.parse(name, given[name]) if name in given else setting.default
+        for rule in RULES.get(kind, ()):
+            rule(self)
 
     def __getitem__(self, key):
         return self._values[key]
@@ -208,6 +210,11 @@ BROKER = _table(
             "a topic a client names that does not exist is created with the broker's defaults"),
     Setting("group.initial.rebalance.delay.ms", 3000, non_negative_number,
             "an empty group's first rebalance waits this long for more members"),
+    Setting("group.min.session.timeout.ms", 6000, positive_number,
+            "the shortest session.timeout.ms a consumer may ask for: the coordinator refuses a JoinGroup below it "
+            "with INVALID_SESSION_TIMEOUT"),
+    Setting("group.max.session.timeout.ms", 1800000, positive_number,
+            "the longest session.timeout.ms a consumer may ask for (INVALID_SESSION_TIMEOUT above it)"),
     Setting("offsets.commit.timeout.ms", 5000, positive_number,
             "how long the group coordinator waits for an offset commit to be replicated before it fails it"),
     Setting("offsets.topic.num.partitions", 50, positive_int, "partitions of __consumer_offsets"),
@@ -312,3 +319,25 @@ CONSUMER = _table(
     Setting("metadata.max.age.ms", 300000, positive_number,
             "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
 )
+
+
+# ---- rules between settings, checked when a Config is built ----------------------------------------------
+def _heartbeat_below_session(config):
+    """The Java client refuses a heartbeat interval that is not below the session timeout when the consumer is
+    built (``org.apache.kafka.clients.consumer.internals.Heartbeat``: "Heartbeat must be set lower than the
+    session timeout"); the consumer docs recommend no more than a third of it."""
+    hb, session = config["heartbeat.interval.ms"], config["session.timeout.ms"]
+    if hb >= session:
+        raise ConfigError(f"heartbeat.interval.ms={hb!r} is not allowed with session.timeout.ms={session!r}: "
+                          "heartbeat.interval.ms must be lower than session.timeout.ms (typically no more than "
+                          "a third of it)")
+
+
+def _group_session_bounds(config):
+    low, high = config["group.min.session.timeout.ms"], config["group.max.session.timeout.ms"]
+    if low > high:
+        raise ConfigError(f"group.min.session.timeout.ms={low!r} is not allowed with group.max.session.timeout.ms="
+                          f"{high!r}: the minimum must not exceed the maximum")
+
+
+RULES: dict[str, tuple] = {"consumer": (_heartbeat_below_session,), "broker": (_group_session_bounds,)}

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from . import checker
+from . import losses as _losses
 from .clients import producer_config
 from .configs import BROKER, CONSUMER, TOPIC, Config
 from .metrics import cluster_frame
@@ -64,6 +65,11 @@ class Result:
         self._interval = run.interval
         self._metrics = None
         self._services = _service_rows(run)
+        self._roles = lab.history.roles()
+        self._processing_services = _losses.processing_services(run)
+        self._catch_up_gaps = _losses.catch_up_gaps(run)
+        self._kafka = lab.kafka
+        self._losses = None
         if lab.auto_created:
             self.notes.append("topics created on first use (auto.create.topics.enable): "
                               + ", ".join(lab.auto_created))
@@ -163,6 +169,17 @@ class Result:
             report["output throughput (records/s)"] = round(float(len(ended) / span), 1) if span > 0 else float("nan")
         return report
 
+    def losses(self) -> pd.DataFrame:
+        """What the run lost or left undone, whatever the checker's anomaly names say (edsim/losses.py): one row
+        per topic for acknowledged records absent from the final log, and for those unreadable because every
+        replica holding them is down; per consumer group, the acknowledged records it never processed; per
+        partition the final catch-up could not read to its end, why. Columns what, group, topic, partition,
+        records, why; empty when nothing was lost or left undone."""
+        if self._losses is None:
+            groups = _losses.processing_groups(self.history, self._roles, self._processing_services)
+            self._losses = _losses.losses(self.history, self._kafka, groups, self._catch_up_gaps)
+        return self._losses.copy()
+
     def counts(self) -> dict:
         h = self.history
         sends = h[h["f"] == "send"]
@@ -206,6 +223,9 @@ class Result:
         for name, count in self.anomalies.items():
             if count or name in ("lost-write", "duplicate", "unseen"):
                 rows.append((name, count))
+        rows += _loss_rows(self.losses())
+        for process, error, detail in _refusals(h):
+            rows.append(("error", f"{process} could not join its group: {error} ({detail})"))
         rows.append(("simulated seconds", round(self.duration, 3)))
         for note in self.notes:
             rows.append(("note", note))
@@ -216,6 +236,34 @@ class Result:
     def __repr__(self):
         found = {k: v for k, v in self.anomalies.items() if v}
         return f"<Result seed={self.seed}: {found or 'no anomalies'}>"
+
+
+LOSS_SECTION = "what the run lost or left undone"
+
+
+def _loss_rows(frame: pd.DataFrame) -> list[tuple]:
+    """The summary's section on losses: one line saying nothing was, or one line per loss."""
+    if not len(frame):
+        return [(LOSS_SECTION, "nothing: every acknowledged record is in the final log, readable, and processed "
+                               "by every group that processes records")]
+    rows = []
+    for r in frame.itertuples(index=False):
+        where = r.topic if pd.isna(r.partition) else f"{r.topic}-{r.partition}"
+        if r.what == "never processed":
+            rows.append((f"lost or undone: never processed by {r.group}", f"{r.records} records of {where}"))
+        elif r.what == "not caught up":
+            rows.append((f"lost or undone: final read stopped short of {where}", r.why))
+        else:
+            rows.append((f"lost or undone: {r.what}", f"{r.records} records of {where}: {r.why}"))
+    return rows
+
+
+def _refusals(h: pd.DataFrame) -> list[tuple]:
+    """(process, error, detail) of each member the coordinator refused for good (a ``subscribe`` row of type
+    ``fail``, such as INVALID_SESSION_TIMEOUT), once per process and error."""
+    rows = h[(h["f"] == "subscribe") & (h["type"] == "fail")]
+    rows = rows.drop_duplicates(["process", "error"])
+    return [(str(p), str(e), str(d)) for p, e, d in zip(rows["process"], rows["error"], rows["detail"])]
 
 
 def _setup_line(s: Scenario) -> str:

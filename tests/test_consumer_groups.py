@@ -337,3 +337,49 @@ def test_a_restarted_member_resumes_from_the_committed_offsets(seed):
     assert processed["value"].nunique() == 2000
     assert (processed[processed["process"] == "consumer-1"]["time"] > 2.0).any()
     assert result.anomalies["lost-processing"] == 0
+
+
+@pytest.mark.parametrize("given", [{"heartbeat.interval.ms": 45000},
+                                   {"session.timeout.ms": 10000, "heartbeat.interval.ms": 12000}])
+def test_heartbeat_interval_must_be_below_the_session_timeout(given):
+    """The Java client refuses heartbeat.interval.ms >= session.timeout.ms when the consumer is built
+    (``consumer.internals.Heartbeat``: "Heartbeat must be set lower than the session timeout"): a ConfigError
+    before the run, naming both keys and their values."""
+    with pytest.raises(edsim.ConfigError) as error:
+        edsim.Scenario(consumer=given)
+    text = str(error.value)
+    hb = given["heartbeat.interval.ms"]
+    st_ = given.get("session.timeout.ms", 45000)
+    assert f"heartbeat.interval.ms={hb}" in text and f"session.timeout.ms={st_}" in text
+    with pytest.raises(edsim.ConfigError):
+        edsim.Cluster(3).consumer({"group.id": "g", **given})
+
+
+def test_broker_group_session_timeout_bounds_have_kafkas_defaults():
+    from edsim.configs import BROKER, Config
+    b = Config("broker", BROKER, {})
+    assert (b["group.min.session.timeout.ms"], b["group.max.session.timeout.ms"]) == (6000, 1800000)
+
+
+@pytest.mark.parametrize("session", [1000, 2000000])
+def test_coordinator_refuses_a_session_timeout_outside_the_broker_bounds(session):
+    """The group coordinator answers JoinGroup with INVALID_SESSION_TIMEOUT when session.timeout.ms lies outside
+    group.min.session.timeout.ms .. group.max.session.timeout.ms (GroupCoordinatorService.joinGroup); the Java
+    client treats it as fatal (AbstractCoordinator.JoinGroupResponseHandler raises it out of poll()). The member
+    never joins, the error is in the history, and the summary says so; the run still ends."""
+    result = edsim.simulate(consumer={"session.timeout.ms": session, "heartbeat.interval.ms": 300},
+                            workload={"messages": 200, "rate": 200}, seed=1)
+    h = result.history
+    refused = h[(h["error"] == "INVALID_SESSION_TIMEOUT") & (h["process"] == "consumer-1")]
+    assert len(refused) >= 1 and (refused["type"] == "fail").all()
+    assert len(refused) <= 3                              # not retried over and over
+    assert not len(assigns(result, "consumer-1"))
+    assert result.counts()["processed"] == 0
+    text = result.summary().to_string()
+    assert "INVALID_SESSION_TIMEOUT" in text and f"session.timeout.ms={session}" in text
+
+
+def test_a_session_timeout_within_the_bounds_joins():
+    result = edsim.simulate(consumer={"session.timeout.ms": 6000, "heartbeat.interval.ms": 2000},
+                            workload={"messages": 200, "rate": 200}, seed=1)
+    assert result.counts()["processed"] == 200

@@ -7,6 +7,7 @@ KAFKA-15583 / apache/kafka PR #14594 (high watermark held while the ISR is under
 Kyle Kingsbury, "Jepsen: Kafka" (2013).
 """
 import numpy as np
+import pytest
 
 import edsim
 from edsim import faults
@@ -356,3 +357,75 @@ def test_kip101_replicas_diverge_after_both_lose_power_without_leader_epochs():
 
     assert replicas_disagree("high-watermark") > 1000
     assert replicas_disagree("leader-epoch") == 0
+
+
+# KIP-320: the group committed ~2,700 records of epoch 0; the leader dies, the stale follower is elected uncleanly
+# (epoch 1 starts at 190) and the log ends at 390. consumer-1 was down during the election and starts again from
+# the committed offset, which lies past the end of the new log.
+COMMITTED_PAST_THE_END = dict(
+    topic={"replication.factor": 2, "unclean.leader.election.enable": True},
+    workload={"messages": 3000, "rate": 200, "commit": "after-process"},
+    faults=[faults.crash(2, at=1.0, restart_after=19), faults.crash(1, at=14.0),
+            faults.crash("consumer-1", at=13.5, restart_after=14)])
+
+
+def _after_restart(result):
+    h = result.history
+    return h[(h["f"] == "poll") & (h["process"] == "consumer-1") & (h["time"] > 27.5)]
+
+
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+def test_committed_offset_past_a_truncated_log_resumes_at_the_divergence_point(reset):
+    """KIP-320: OffsetCommit stores the leader epoch of the last consumed record; a member that starts from the
+    committed offset validates it against the leader (OffsetsForLeaderEpoch) and, when the log was truncated
+    below it, resumes where the logs diverge (the end of that epoch on the new leader) whatever
+    auto.offset.reset says (SubscriptionState.maybeCompleteValidation; ConsumerUtils.refreshCommittedOffsets
+    seeks unvalidated with the committed epoch). Without it the consumer re-reads from 0 (earliest) or skips
+    the new records (latest)."""
+    result = edsim.simulate(**COMMITTED_PAST_THE_END, consumer={"auto.offset.reset": reset}, seed=1)
+    h = result.history
+    committed = h[(h["f"] == "commit") & (h["process"] == "consumer-1") & (h["type"] == "ok")]["offset"].max()
+    log = result.truth.log(0)
+    divergence = int(log[log["leader_epoch"] > 0]["offset"].min())
+    assert committed > len(log) > divergence > 0                 # the committed offset lies past the log end
+    polls = _after_restart(result)
+    assert int(polls["offset"].min()) == divergence
+    assert set(polls["offset"]) == set(range(divergence, len(log)))
+
+
+class _StrictReader(edsim.Service):
+    """A group member with auto.offset.reset=none that starts a new group from the beginning itself (as an
+    application calls seekToBeginning) and commits after each poll; it records what poll() raises."""
+
+    def run(self, ctx):
+        from edsim.clients.consumer import LogTruncation, OffsetOutOfRange
+        consumer = ctx.consumer(group="strict", subscribe=["events"],
+                                config={"auto.offset.reset": "none", "enable.auto.commit": False})
+        while True:
+            try:
+                records = yield from consumer.poll(0.5)
+            except LogTruncation:
+                continue
+            except OffsetOutOfRange:
+                for tp in consumer.assignment:
+                    if consumer.position(tp) is None:
+                        consumer.seek(tp, 0)
+                continue
+            if len(records):
+                yield from consumer.commit_sync()
+
+
+def test_committed_offset_past_a_truncated_log_with_reset_none_is_an_error():
+    """auto.offset.reset=none: the truncation is not resolved for the application; poll() raises
+    (Java's LogTruncationException, an OffsetOutOfRangeException) and the history records it."""
+    scenario = edsim.Scenario(**COMMITTED_PAST_THE_END).replace(
+        workload={"messages": 3000, "rate": 200, "consumers": 0},
+        services={"strict": edsim.service(_StrictReader)},
+        faults=COMMITTED_PAST_THE_END["faults"][:2] + [faults.crash("strict-1", at=13.5, restart_after=14)])
+    result = scenario.run(seed=1)
+    h = result.history
+    errors = h[(h["process"] == "strict-1") & (h["error"] == "LOG_TRUNCATION")]
+    assert len(errors) >= 1 and (errors["type"] == "fail").all()
+    assert len(errors) < 50                                     # not one per fetch round trip
+    polls = h[(h["f"] == "poll") & (h["process"] == "strict-1")]
+    assert len(polls[polls["time"] < 13.5]) > 2000 and not len(polls[polls["time"] > 27.5])

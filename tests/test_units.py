@@ -559,3 +559,32 @@ def test_power_loss_is_a_crash_option_that_says_so():
     assert repr(faults.crash(1, at=2.0, power_loss=True)) == "faults.crash(1, at=2.0, power_loss=True)"
     with pytest.raises(FaultError, match="power_loss='yes' is not allowed"):
         faults.crash(1, at=2.0, power_loss="yes")
+
+
+def test_kafka_error_code_survives_a_yield_in_a_simpy_process():
+    """SimPy re-raises a failed event into the waiting process as a copy, ``type(e)(*e.args)``
+    (simpy.events.Process._resume): the copy must carry the same ``code`` and message, so an application can
+    match ``except KafkaError as e: if e.code == ...`` (Java: ``KafkaException`` subclasses by error)."""
+    import simpy
+    from edsim.clients import KafkaError
+    from edsim.clients.transactions import ProducerFencedException
+
+    env = simpy.Environment()
+    caught = []
+
+    def waiter(event):
+        try:
+            yield event
+        except KafkaError as error:
+            caught.append(error)
+
+    for error in (KafkaError("NOT_ENOUGH_REPLICAS", "record 7 to events-0"), KafkaError("CRASHED"),
+                  ProducerFencedException("PRODUCER_FENCED", "another producer took over")):
+        event = env.event()
+        env.process(waiter(event))
+        event.fail(error)
+    env.run()
+    assert [e.code for e in caught] == ["NOT_ENOUGH_REPLICAS", "CRASHED", "PRODUCER_FENCED"]
+    assert [str(e) for e in caught] == ["NOT_ENOUGH_REPLICAS: record 7 to events-0", "CRASHED",
+                                        "PRODUCER_FENCED: another producer took over"]
+    assert type(caught[2]) is ProducerFencedException and caught[2].__cause__ is not caught[2]

@@ -234,3 +234,17 @@ def test_run_in_live_mode_plays_the_scheduled_faults_and_shows_the_end():
     panel.run_button.click()
     assert panel.result.scenario.faults == CUT
     assert bytes(panel.end_image.value).startswith(b"\x89PNG") and "records sent" in panel.summary.value
+
+
+def test_anomaly_table_says_what_the_run_lost_even_when_no_anomaly_names_it():
+    """RF=1 with the broker down at the end: no anomaly may fire, but the panel says the acknowledged
+    records are unreadable (issue 16 item 7), and a safe run says nothing was lost."""
+    panel = ExperimentPanel(edsim.Scenario(topic={"replication.factor": 1}, workload={"messages": 1500},
+                                           faults=[faults.crash("leader", at=0.5)], seed=1))
+    panel.run_button.click()
+    text = html.unescape(panel.anomalies.value)
+    assert "What the run lost or left undone" in text and "acknowledged, unreadable (not lost)" in text
+    assert "nothing;" not in text
+    panel = ExperimentPanel(edsim.Scenario(workload={"messages": 500}, seed=1))
+    panel.run_button.click()
+    assert "What the run lost or left undone</b>: nothing;" in panel.anomalies.value

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..app.service import Service
-from ..clients import CommitFailedException, KafkaError, OffsetOutOfRange
+from ..clients import CommitFailedException, FatalConsumerError, KafkaError, OffsetOutOfRange
 from ..configs import ConfigError
 
 POLL_TIMEOUT = 0.5
@@ -80,6 +80,9 @@ class Consume(Service):
                 records = yield from consumer.poll(POLL_TIMEOUT)
             except OffsetOutOfRange:
                 continue
+            except FatalConsumerError:
+                consumer.close()          # the poll loop ends, as an unhandled exception ends a Java application's
+                return
             if not len(records):
                 continue
             # commitSync() with no arguments, as applications usually call it: every assigned partition's
@@ -191,7 +194,10 @@ class Pipeline(Service):
                     _processed(ctx, marks, consumer, tp[0], tp[1], vals, keys, offs)
                 if not exactly_once and offsets:
                     yield from consumer.commit_sync(offsets)
-            except (KafkaError, CommitFailedException):
+            except (KafkaError, CommitFailedException) as error:
+                if isinstance(error, FatalConsumerError):
+                    consumer.close()      # the poll loop ends (see Consume.run)
+                    return
                 if exactly_once:
                     try:
                         yield from producer.abort_transaction()

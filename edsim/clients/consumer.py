@@ -17,6 +17,7 @@ from ..configs import CONSUMER, Config, ConfigError
 from ..kafka import protocol as P
 from .client import Client
 from .membership import COMMIT_FAILED, CommitFailedException, Membership
+from .transactions import KafkaError
 
 COMMIT_UNKNOWN = frozenset({P.COORDINATOR_NOT_AVAILABLE, P.REQUEST_TIMED_OUT, P.NETWORK_EXCEPTION})
 RETRY_COMMIT = COMMIT_UNKNOWN | {P.NOT_COORDINATOR}
@@ -27,6 +28,17 @@ _NONE = np.empty(0, np.int64)
 
 class OffsetOutOfRange(Exception):
     """auto.offset.reset=none and the position is not in the log (Kafka's OffsetOutOfRangeException)."""
+
+
+class FatalConsumerError(KafkaError):
+    """An error poll() raises that retrying will not fix, such as a JoinGroup refused with
+    INVALID_SESSION_TIMEOUT (the Java client's AbstractCoordinator.JoinGroupResponseHandler raises it out of
+    poll() as a fatal error; the application must change its configuration)."""
+
+
+class LogTruncation(OffsetOutOfRange):
+    """auto.offset.reset=none and the log was truncated below the position (an unclean election): Java's
+    LogTruncationException, an OffsetOutOfRangeException; the application must seek."""
 
 
 class Record(NamedTuple):
@@ -136,13 +148,27 @@ class Consumer(Client):
         self.membership.subscribe(topics)
         self.membership._progress()
 
+    def join_failed(self, error):
+        """The coordinator refused to let this member join, for good (INVALID_SESSION_TIMEOUT): the refusal is a
+        ``subscribe`` row of type ``fail`` in the history, and the next poll() raises it. As in the Java client
+        the member asks again only when the application polls again."""
+        detail = (f"JoinGroup refused: session.timeout.ms={self.config['session.timeout.ms']} is not within the "
+                  "range the brokers allow (group.min.session.timeout.ms .. group.max.session.timeout.ms)"
+                  if error == P.INVALID_SESSION_TIMEOUT else f"JoinGroup refused with {error}")
+        topics = ",".join(self.membership.topics)
+        self.world.history.event(self.now, self.name, "subscribe", type_="fail", topic=topics, error=error,
+                                 detail=detail)
+        self.errors.append(FatalConsumerError(error, detail))
+        self._wake()
+
     def revoke(self, tps, lost=False):
         """Give partitions up: commit what was consumed first (auto-commit), unless they were already lost."""
         tps = [tp for tp in tps if tp in self.positions]
         if not tps:
             return
         if self.auto_commit and not lost:
-            self.commit_async({tp: self.positions[tp] for tp in tps if self.positions.get(tp) is not None})
+            consumed = self.consumed()
+            self.commit_async({tp: consumed[tp] for tp in tps if tp in consumed})
         keep = [tp for tp in self.assignment if tp not in tps]
         self._set_assignment(keep)
 
@@ -162,7 +188,13 @@ class Consumer(Client):
         for tp in tps:
             self._awaiting_committed.discard(tp)
             if tp in self.positions and self.positions[tp] is None and offsets.get(tp, -1) >= 0:
-                self.positions[tp] = offsets[tp]
+                self.positions[tp] = int(offsets[tp])
+                epoch = P.leader_epoch_of(offsets[tp])
+                if epoch >= 0:
+                    # KIP-320 (ConsumerUtils.refreshCommittedOffsets: seekUnvalidated with the committed epoch):
+                    # the first fetch validates the position against the leader's log (_on_fetch).
+                    self.last_epoch[tp] = epoch
+                    self.validate.add(tp)
         self._fetch_all()
 
     def _set_assignment(self, tps):
@@ -224,8 +256,10 @@ class Consumer(Client):
 
     # ---- commits ----------------------------------------------------------------------------------------
     def consumed(self) -> dict:
-        """The next offset to consume of every assigned partition: what auto-commit commits."""
-        return {tp: p for tp, p in self.positions.items() if p is not None}
+        """The next offset to consume of every assigned partition, with the leader epoch of the last record
+        returned (Java's ``SubscriptionState.allConsumed``, KIP-320): what auto-commit and commitSync() commit."""
+        epochs = self.last_epoch
+        return {tp: P.OffsetAndEpoch(p, epochs.get(tp, -1)) for tp, p in self.positions.items() if p is not None}
 
     def commit_async(self, offsets=None, callback=None):
         """OffsetCommit without waiting; ``callback(error)`` when answered."""
@@ -454,12 +488,7 @@ class Consumer(Client):
             return self._fetch_all()          # reassigned or moved while the fetch was out
         error = response if isinstance(response, str) else response.error
         if response.__class__ is not str and response.diverging_epoch is not None:
-            # KIP-320: the log we read from was truncated under us; go back to where the logs agree.
-            end = response.diverging_epoch[1]
-            self.validate.discard(tp)
-            if 0 <= end < position:
-                self.positions[tp] = end
-            return self._fetch_all()
+            return self._diverged(tp, position, *response.diverging_epoch)
         if error == P.OFFSET_OUT_OF_RANGE:
             if self.reset_policy == "none":
                 self.errors.append(OffsetOutOfRange(f"offset {position} is out of range for {tp[0]}-{tp[1]}"))
@@ -505,6 +534,34 @@ class Consumer(Client):
             self._wake()
         else:
             self._fetch(tp)
+
+    def _diverged(self, tp, position, epoch, end):
+        """KIP-320: the leader's log diverges from what this position was read from (an unclean election
+        truncated it, after we read it or after the group committed it). As Java's
+        ``SubscriptionState.maybeCompleteValidation``: with a reset policy, go back to the end of the last common
+        epoch (the divergence point) whatever the policy says, or apply the policy if the leader knows no such
+        epoch; with auto.offset.reset=none, raise LogTruncation from poll() and leave the position as it is."""
+        self.validate.discard(tp)
+        if 0 <= end and end >= position:
+            return self._fetch_all()                       # nothing we hold was truncated
+        if self.reset_policy == "none":
+            self.validate.add(tp)                          # still unvalidated: the application must seek
+            why = (f"the log of {tp[0]}-{tp[1]} was truncated below offset {position}"
+                   + (f": it diverges at {end}" if end >= 0 else ""))
+            if not any(isinstance(e, LogTruncation) for e in self.errors):
+                self.world.history.event(self.now, self.name, "assign", type_="fail", topic=tp[0],
+                                         partition=tp[1], offset=position, error="LOG_TRUNCATION",
+                                         detail=why + " and auto.offset.reset=none")
+            self.errors.append(LogTruncation(why))
+            self._block(tp)
+            return self._wake()
+        if end < 0:
+            self.positions[tp] = None                      # no common epoch: auto.offset.reset
+            self.last_epoch.pop(tp, None)
+        else:
+            self.positions[tp] = end
+            self.last_epoch[tp] = epoch
+        return self._fetch_all()
 
     def _wake(self):
         if self._data is not None and not self._data.triggered:

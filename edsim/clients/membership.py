@@ -179,6 +179,9 @@ class Membership:
         if response.error == P.MEMBER_ID_REQUIRED:
             self.member_id = response.member_id
             return self._join()
+        if response.error == P.INVALID_SESSION_TIMEOUT:       # fatal in the Java client: raised out of poll()
+            self.state = "unjoined"
+            return self.consumer.join_failed(response.error)
         if response.error is not None:
             return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
         self.member_id, self.generation = response.member_id, response.generation

@@ -27,11 +27,20 @@ CONCURRENT_RETRY = 0.02     # the Java client retries CONCURRENT_TRANSACTIONS af
 
 
 class KafkaError(Exception):
-    """A send or a request that failed for good; ``code`` is Kafka's error name."""
+    """A send or a request that failed for good; ``code`` is Kafka's error name (Java: the ``Errors`` value
+    behind a ``KafkaException``), ``message`` what failed.
+
+    ``args`` is ``(code, message)`` and the text is built in ``__str__``: SimPy hands a failed event to the
+    waiting process as a copy made with ``type(e)(*e.args)`` (``simpy.events.Process._resume``), so the
+    constructor's arguments must be the args for the copy to keep ``code``."""
 
     def __init__(self, code, message=""):
-        super().__init__(f"{code}: {message}" if message else code)
+        super().__init__(code, message)
         self.code = code
+        self.message = message
+
+    def __str__(self):
+        return f"{self.code}: {self.message}" if self.message else str(self.code)
 
 
 class ProducerFencedException(KafkaError):

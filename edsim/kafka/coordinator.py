@@ -83,6 +83,8 @@ class GroupCoordinator:
         config = broker.cluster.config
         self.initial_delay = config.seconds("group.initial.rebalance.delay.ms")
         self.commit_timeout = config.seconds("offsets.commit.timeout.ms")
+        self.min_session = config.seconds("group.min.session.timeout.ms")
+        self.max_session = config.seconds("group.max.session.timeout.ms")
 
     @property
     def now(self):
@@ -144,6 +146,10 @@ class GroupCoordinator:
     # ---- requests ---------------------------------------------------------------------------------------
     def handle(self, message, send):
         kind = type(message)
+        if kind is P.JoinGroupRequest and not self.min_session <= message.session_timeout <= self.max_session:
+            # GroupCoordinatorService.joinGroup checks the session timeout against group.min/max.session.timeout.ms
+            # before it looks at the group: a member outside the bounds never joins.
+            return send(P.JoinGroupResponse(message.corr, P.INVALID_SESSION_TIMEOUT, member_id=message.member_id))
         group, replica = self._group(message.group, create=kind is not P.OffsetFetchRequest)
         if replica is None:
             error = P.NOT_COORDINATOR

@@ -194,6 +194,7 @@ UNKNOWN_MEMBER_ID = "UNKNOWN_MEMBER_ID"
 REBALANCE_IN_PROGRESS = "REBALANCE_IN_PROGRESS"
 FENCED_INSTANCE_ID = "FENCED_INSTANCE_ID"
 MEMBER_ID_REQUIRED = "MEMBER_ID_REQUIRED"
+INVALID_SESSION_TIMEOUT = "INVALID_SESSION_TIMEOUT"   # session.timeout.ms outside the broker's group bounds
 
 
 @dataclass(slots=True)
@@ -280,6 +281,27 @@ class LeaveGroupRequest:
 class LeaveGroupResponse:
     corr: int
     error: str | None
+
+
+class OffsetAndEpoch(int):
+    """A committed offset that carries the leader epoch of the last record consumed before it (KIP-320:
+    OffsetCommit's ``committed_leader_epoch``, Java's ``OffsetAndMetadata.leaderEpoch()``); -1 when unknown.
+
+    An int, so everything that reads offsets (lag, the history, the coordinator's log) keeps working; the
+    coordinator stores and returns the object as given, epoch included."""
+
+    def __new__(cls, offset, leader_epoch=-1):
+        self = super().__new__(cls, offset)
+        self.leader_epoch = int(leader_epoch)
+        return self
+
+    def __reduce__(self):
+        return OffsetAndEpoch, (int(self), self.leader_epoch)
+
+
+def leader_epoch_of(offset) -> int:
+    """The leader epoch a committed offset carries, or -1 (an offset committed without one)."""
+    return getattr(offset, "leader_epoch", -1)
 
 
 @dataclass(slots=True)

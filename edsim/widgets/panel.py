@@ -39,6 +39,19 @@ def _table(frame: pd.DataFrame, cls: str) -> str:
     return frame.to_html(classes=f"edsim-{cls}", border=0, escape=True)
 
 
+def _losses_html(result) -> str:
+    """Result.losses() under the anomalies: a run can lose records that no anomaly names (a consumer read them
+    before an unclean election truncated them), so the panel says what was lost whatever the names say."""
+    frame = result.losses()
+    title = "<b>What the run lost or left undone</b>"
+    if not len(frame):
+        return f"<div class='edsim-losses'>{title}: nothing; every acknowledged record is in the final log, " \
+               "readable, and processed by every group that processes records</div>"
+    shown = frame.assign(partition=frame["partition"].astype(object).where(frame["partition"].notna(), ""),
+                         records=frame["records"].astype(object).where(frame["records"].notna(), ""))
+    return f"<div class='edsim-losses'>{title}" + _table(shown.set_index("what"), "loss-table") + "</div>"
+
+
 class ExperimentPanel:
     """A Scenario as controls. ``panel.scenario`` is the Scenario the controls say now; ``panel.result`` the last
     Result shown. ``live=True`` adds the live mode: the run is held at ``live_start`` seconds and advances
@@ -297,9 +310,11 @@ class ExperimentPanel:
                     else ""
                 rows.append({"anomaly": name, "cases": count, "first case": first})
         if not rows:
-            return "<div class='edsim-anomalies'><b>Anomalies</b>: none found</div>"
-        frame = pd.DataFrame(rows).set_index("anomaly")
-        return "<div class='edsim-anomalies'><b>Anomalies</b>" + _table(frame, "anomaly-table") + "</div>"
+            found = "<b>Anomalies</b> (what clients saw, by Jepsen's names): none found"
+        else:
+            frame = pd.DataFrame(rows).set_index("anomaly")
+            found = "<b>Anomalies</b> (what clients saw, by Jepsen's names)" + _table(frame, "anomaly-table")
+        return "<div class='edsim-anomalies'>" + found + _losses_html(result) + "</div>"
 
     def _draw_tab(self, _change=None):
         """Draw the picture of the selected tab, once per result (the timeline and metrics only when asked)."""
