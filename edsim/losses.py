@@ -98,8 +98,12 @@ def catch_up_gaps(run) -> list[tuple]:
         state = kafka.controller.partitions[tp]
         position, end = reader.position(tp) or 0, reader.end_offset(tp)
         if state.leader < 0:
-            down = ", ".join(str(b) for b in state.isr if not kafka.brokers[b].up) or "none"
-            gaps.append((tp[0], tp[1], f"offline: no leader (in-sync replicas down: broker {down})"))
+            # who could lead: the ISR; with an empty ISR the eligible leader replicas and the last known leader
+            # (KIP-966)
+            eligible = state.isr or state.elr + ((state.last_known_leader,) if state.last_known_leader >= 0 else ())
+            down = ", ".join(str(b) for b in dict.fromkeys(eligible) if not kafka.brokers[b].up) or "none"
+            who = "in-sync replicas" if state.isr else "eligible replicas"
+            gaps.append((tp[0], tp[1], f"offline: no leader ({who} down: broker {down})"))
         elif short and end is None:
             gaps.append((tp[0], tp[1], f"its leader (broker {state.leader}) never answered a fetch in time"))
         elif short and position < end:
