@@ -245,6 +245,18 @@ BROKER = _table(
     Setting("edsim.debug.invariants", False, boolean, "assert WeakIsr and StrongIsr after every change"),
 )
 
+# What every client shares (Java's CommonClientConfigs).
+CLIENT = (
+    Setting("request.timeout.ms", 30000, positive_number,
+            "how long a client waits for the answer to a request before it counts it failed"),
+    Setting("retry.backoff.ms", 100, non_negative_number,
+            "the first wait before a retry (it grows exponentially up to retry.backoff.max.ms)"),
+    Setting("retry.backoff.max.ms", 1000, non_negative_number,
+            "the longest wait before a retry: a producer's batch, the group protocol's lookups (KIP-580)"),
+    Setting("metadata.max.age.ms", 300000, positive_number,
+            "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
+)
+
 PRODUCER = _table(
     Setting("acks", "all", acks,
             "when the leader answers a produce: 0 never waited for, 1 once it wrote the batch, all once every ISR "
@@ -259,17 +271,11 @@ PRODUCER = _table(
             "can reorder"),
     Setting("delivery.timeout.ms", 120000, non_negative_number,
             "how long a record may take from send() to its acknowledgement, retries included, before it fails"),
-    Setting("request.timeout.ms", 30000, positive_number,
-            "how long a client waits for the answer to a request before it counts it failed"),
-    Setting("retry.backoff.ms", 100, non_negative_number,
-            "the first wait before a retry (it grows exponentially up to retry.backoff.max.ms)"),
-    Setting("retry.backoff.max.ms", 1000, non_negative_number, "the longest wait before a retry"),
+    *CLIENT,
     Setting("linger.ms", 5, non_negative_number,
             "how long a batch waits for more records before it is sent (unless it is full)"),
     Setting("batch.size", 16384, positive_int,
             "the most bytes of records one batch holds (per partition)"),
-    Setting("metadata.max.age.ms", 300000, positive_number,
-            "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
     Setting("transactional.id", None, optional_text,
             "names the producer across restarts for transactions and zombie fencing (none: not transactional)"),
     Setting("transaction.timeout.ms", 60000, positive_number,
@@ -310,14 +316,7 @@ CONSUMER = _table(
     Setting("max.partition.fetch.bytes", 1048576, positive_int,
             "the most a fetch returns of one partition, in whole record batches, but always the first batch "
             "(KIP-74); a record's size is the producer's record_size"),
-    Setting("request.timeout.ms", 30000, positive_number,
-            "how long a client waits for the answer to a request before it counts it failed"),
-    Setting("retry.backoff.ms", 100, non_negative_number,
-            "the first wait before a retry (it grows exponentially up to retry.backoff.max.ms)"),
-    Setting("retry.backoff.max.ms", 1000, non_negative_number,
-            "the longest wait between the group protocol's retries, which double from retry.backoff.ms (KIP-580)"),
-    Setting("metadata.max.age.ms", 300000, positive_number,
-            "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
+    *CLIENT,
 )
 
 
