@@ -107,6 +107,22 @@ def acks(key, value):
     return text
 
 
+def cleanup_policy(key, value):
+    """Kafka's cleanup.policy: a list drawn from delete and compact (as a list, or comma-separated text)."""
+    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or any(n not in ("delete", "compact") for n in names) \
+            or len(set(names)) != len(names):
+        raise _bad(key, value, "'delete', 'compact' or 'compact,delete'")
+    return ",".join(sorted(names))
+
+
+def unlimited_or_non_negative(key, value):
+    """Kafka's -1 for "no limit" (retention.ms, retention.bytes), else a number >= 0."""
+    if value == -1 and not isinstance(value, bool):
+        return -1
+    return non_negative_number(key, value)
+
+
 def optional_positive_int(key, value):
     return None if value is None else positive_int(key, value)
 
@@ -184,6 +200,26 @@ TOPIC = _table(
             "fsync the log once this many records are unflushed; None (Kafka: Long.MAX_VALUE) leaves it to the OS"),
     Setting("flush.ms", None, optional_positive_number,
             "fsync a log whose last flush is this old, checked every log.flush.scheduler.interval.ms; None: never"),
+    Setting("cleanup.policy", "delete", cleanup_policy,
+            "delete: old segments go after retention.ms / retention.bytes; compact: only the last record of each "
+            "key is kept (and tombstones for delete.retention.ms); compact,delete: both"),
+    Setting("retention.ms", 604800000, unlimited_or_non_negative,
+            "a closed segment whose newest record is this old is deleted (-1: never)"),
+    Setting("retention.bytes", -1, unlimited_or_non_negative,
+            "oldest closed segments are deleted while the partition's log is larger (-1: no limit)"),
+    Setting("segment.bytes", 1073741824, positive_int,
+            "a new segment starts when the active one would grow past this; only closed segments are cleaned"),
+    Setting("segment.ms", 604800000, positive_number,
+            "a new segment starts when the active one's first record is this old"),
+    Setting("min.cleanable.dirty.ratio", 0.5, probability,
+            "the cleaner compacts a log once this share of its cleanable bytes is dirty (not yet compacted)"),
+    Setting("min.compaction.lag.ms", 0, non_negative_number,
+            "a record stays uncompacted at least this long"),
+    Setting("max.compaction.lag.ms", None, optional_positive_number,
+            "a log with a record dirty this long is compacted whatever its dirty ratio; None (Kafka: "
+            "Long.MAX_VALUE): never forced"),
+    Setting("delete.retention.ms", 86400000, non_negative_number,
+            "how long a tombstone survives once the cleaner has compacted past it, so readers can see the delete"),
 )
 
 BROKER = _table(
@@ -230,6 +266,11 @@ BROKER = _table(
     Setting("transaction.version", 2, whole_one_of(1, 2),
             "the cluster's transaction.version feature (kafka-features): 2 = KIP-890, the producer epoch is "
             "bumped at the end of every transaction; 1 = the epoch stays, as before Kafka 4.0"),
+    Setting("log.cleaner.enable", True, boolean, "run the log cleaner (compaction) on this broker"),
+    Setting("log.cleaner.backoff.ms", 15000, positive_number,
+            "how long the cleaner sleeps when no log needs cleaning"),
+    Setting("log.retention.check.interval.ms", 300000, positive_number,
+            "how often the broker deletes segments past retention.ms / retention.bytes"),
     Setting("log.flush.scheduler.interval.ms", None, optional_positive_number,
             "how often the log flusher looks for logs due a flush.ms fsync; None (Kafka: Long.MAX_VALUE): never"),
     Setting("edsim.os.dirty.expire.ms", 30000, non_negative_number,

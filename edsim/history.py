@@ -56,7 +56,7 @@ from .values import Values
 TYPES = ("invoke", "ok", "fail", "info")
 # New functions go at the end: the codes of the existing ones must not change.
 FUNCTIONS = ("send", "poll", "commit", "txn", "assign", "subscribe", "crash", "fault", "process", "state", "view",
-             "effect")
+             "effect", "compact", "retention")
 COLUMNS = ("index", "time", "process", "type", "f", "topic", "key", "value", "partition", "offset",
            "error", "invoke_time", "op", "txn", "group", "service", "detail")
 
@@ -169,6 +169,14 @@ class History:
         if n:
             self._append(n, time, process, "ok", "process", topic, keys, values, partition, offsets, "",
                          np.nan, self.new_op())
+
+    def cleaned(self, time, process, f, topic, partition, values, keys, offsets):
+        """Records the log cleaner of broker ``process`` removed from its replica of one partition: ``f`` is
+        "compact" (an older record of a key, or an expired tombstone) or "retention" (a deleted segment)."""
+        n = len(values)
+        if n:
+            self._append(n, time, process, "info", f, topic, keys, values, partition, offsets, "", np.nan,
+                         self.new_op())
 
     def commits(self, time, process, type_, topic, partitions, offsets, error=""):
         """The outcome of one offset commit of ``process``: committed ``offsets`` (the next offsets to consume)

@@ -165,6 +165,43 @@ class ExactlyOneOutput(Invariant):
         return f"invariants.exactly_one_output({self.input!r}, {self.output!r})"
 
 
+class LatestPerKey(Invariant):
+    """A compacted topic keeps the latest acknowledged value of every key: for each key, the final catch-up
+    read holds a record of that key at or after the offset of its last acknowledged write. Older values may
+    survive (the dirty part, the active segment); the last write may be a later one whose outcome the producer
+    never learnt; and a key's last write may be gone only if the cleaner removed it as an expired tombstone
+    (a ``compact`` row of the history). Kafka's docs, "Log Compaction": "Any consumer that stays caught-up to
+    within the head of the log will see every message ... the latest value for each key"."""
+
+    def __init__(self, topic: str):
+        if not isinstance(topic, str) or not topic:
+            raise ConfigError(f"latest_per_key topic={topic!r} is not allowed: a topic name")
+        self.topic = topic
+        self.name = f"latest-per-key:{topic}"
+
+    def cases(self, frame, lineage):
+        mine = frame[(frame["topic"] == self.topic) & (frame["key"] >= 0)]
+        acked = mine[(mine["f"] == "send") & (mine["type"] == "ok") & (mine["offset"] >= 0)]
+        last = acked.sort_values("offset").drop_duplicates(["partition", "key"], keep="last")
+        read = mine[(mine["f"] == "poll") & (mine["process"] == "catch-up")]
+        newest = read.groupby(["partition", "key"])["offset"].max()
+        held = newest.reindex(pd.MultiIndex.from_frame(last[["partition", "key"]])).to_numpy()
+        expired = np.isin(last["value"].to_numpy(), mine[mine["f"] == "compact"]["value"].to_numpy())
+        bad = last[~((held >= last["offset"].to_numpy()) | expired)]
+        if not len(bad):
+            return _empty({"key": np.empty(0, np.int64)})
+        return cases_frame({"process": bad["process"].astype(str).to_numpy(), "topic": bad["topic"].astype(str),
+                            "partition": bad["partition"].to_numpy(), "offset": bad["offset"].to_numpy(),
+                            "value": bad["value"].to_numpy(), "time": bad["time"].to_numpy(),
+                            "key": bad["key"].to_numpy()},
+                           (f"key {k} of {self.topic}-{p}: its last acknowledged value {v} (offset {o}) is not in "
+                            f"the final read, nor anything of that key after it" for k, p, v, o in
+                            zip(bad["key"], bad["partition"], bad["value"], bad["offset"])))
+
+    def __repr__(self):
+        return f"invariants.latest_per_key({self.topic!r})"
+
+
 def never_below(service: str, store: str, bound) -> Invariant:
     """No value ``service`` writes to its store ``store`` is below ``bound`` (stock never negative)."""
     return NeverBelow(service, store, bound)
@@ -178,3 +215,8 @@ def view_equals_fold(view: str, log: str, fold: str = "count") -> Invariant:
 def exactly_one_output(input_topic: str, output_topic: str) -> Invariant:
     """Each acknowledged input has exactly one output downstream."""
     return ExactlyOneOutput(input_topic, output_topic)
+
+
+def latest_per_key(topic: str) -> Invariant:
+    """A compacted topic's final read holds the latest acknowledged value of every key (or something later)."""
+    return LatestPerKey(topic)

@@ -153,7 +153,11 @@ class Cluster:
         if store.changelog not in self.kafka.topics:
             partitions = store.partitions()
             rf = min(3, len(self.kafka.brokers))
-            self.kafka.create_topic(store.changelog, {"partitions": partitions, "replication.factor": rf})
+            # compacted, as Kafka Streams creates changelogs; Kafka's segment defaults (1 GiB, 7 days) mean a
+            # run of seconds never cleans it: store.changelog_config may ask for smaller segments
+            config = {"partitions": partitions, "replication.factor": rf, "cleanup.policy": "compact",
+                      **getattr(store, "changelog_config", {})}
+            self.kafka.create_topic(store.changelog, config)
 
     def _instance_client(self, instance, suffix, make):
         """A client of ``instance`` the platform opens for it (a restore or standby consumer, a producer)."""

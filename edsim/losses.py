@@ -25,9 +25,11 @@ COLUMNS = ["what", "group", "topic", "partition", "records", "why"]
 
 
 def acknowledged(h: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per topic, the values of the records some send had acknowledged (``send`` rows of type ok)."""
+    """Per topic, the values of the records some send had acknowledged (``send`` rows of type ok), but for those
+    a log cleaner removed (compaction, retention: gone by the topic's own rules, not lost)."""
     ok = h[(h["f"] == "send") & (h["type"] == "ok")]
-    return {str(t): np.unique(g["value"].to_numpy()) for t, g in ok.groupby("topic", observed=True)}
+    cleaned = h[h["f"].isin(["compact", "retention"])]["value"].to_numpy()
+    return {str(t): np.setdiff1d(g["value"].to_numpy(), cleaned) for t, g in ok.groupby("topic", observed=True)}
 
 
 def log_rows(kafka, acked: dict) -> list[dict]:

@@ -12,7 +12,9 @@ import pandas as pd
 class ReplicaSnapshot:
     """One replica at one moment. ``batches`` holds (base, end, leader epoch, kind) with kind "data",
     "committed" / "aborted" / "open" (transactional records, by the fate of their transaction), or "COMMIT" /
-    "ABORT" (control records); ``values`` the record values at offsets ``log_start``.. (-1 for control records)."""
+    "ABORT" (control records); ``values`` the record values in offset order (-1 for control records; a compacted
+    log has gaps between batches). ``segments`` the base offset of each log segment; below ``cleaned_to`` the log
+    has been compacted."""
     broker: int
     up: bool
     paused: bool
@@ -24,6 +26,8 @@ class ReplicaSnapshot:
     last_stable_offset: int | None
     batches: list = field(default_factory=list)
     values: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    segments: tuple = (0,)
+    cleaned_to: int = 0
 
 
 @dataclass
@@ -67,16 +71,19 @@ def snapshot(kafka, topic: str, partition: int = 0) -> PartitionSnapshot:
         batches = list(log.batches)
         kinds = _kinds(batches)
         values = np.concatenate([b.values for b in batches]).astype(np.int64) if batches else np.empty(0, np.int64)
+        at = 0                                  # (a compacted log has gaps: index by position, not offset)
         for b, kind in zip(batches, kinds):
             if kind in ("COMMIT", "ABORT"):
-                values[b.base - log.start:b.end - log.start] = -1
+                values[at:at + len(b)] = -1
+            at += len(b)
         lso = getattr(replica, "last_stable_offset", None)     # arrives with transactions (attribute or method)
         lso = lso() if callable(lso) else lso
         rows.append(ReplicaSnapshot(
             broker=bid, up=broker.up, paused=broker.paused, role=(replica.role or "none") if broker.up else "down",
             in_isr=bid in state.isr, log_start=log.start, log_end=log.end, high_watermark=replica.hw,
             last_stable_offset=None if lso is None else int(lso),
-            batches=[(b.base, b.end, b.epoch, k) for b, k in zip(batches, kinds)], values=values))
+            batches=[(b.base, b.end, b.epoch, k) for b, k in zip(batches, kinds)], values=values,
+            segments=tuple(log.segments), cleaned_to=log.cleaned_to))
     return PartitionSnapshot(kafka.world.now, topic, partition, state.leader, state.leader_epoch, tuple(state.isr),
                              rows)
 
@@ -101,8 +108,9 @@ class Truth:
                 rows.append({"topic": topic, "partition": p, "broker": bid, "up": broker.up,
                              "role": replica.role if broker.up else "down",
                              "controller_leader": state.leader, "leader_epoch": state.leader_epoch,
-                             "log_end": replica.log.end, "high_watermark": replica.hw,
-                             "in_isr": bid in state.isr})
+                             "log_start": replica.log.start, "log_end": replica.log.end,
+                             "high_watermark": replica.hw, "in_isr": bid in state.isr,
+                             "segments": len(replica.log.segments), "cleaned_to": replica.log.cleaned_to})
         return pd.DataFrame(rows).sort_values(["topic", "partition", "broker"], ignore_index=True)
 
     def log(self, partition: int = 0, broker: int | None = None, topic: str | None = None) -> pd.DataFrame:
@@ -116,7 +124,7 @@ class Truth:
             return pd.DataFrame({"offset": [], "value": [], "key": [], "leader_epoch": [], "producer_id": []},
                                 dtype=np.int64)
         return pd.DataFrame({
-            "offset": np.arange(log.start, log.end, dtype=np.int64),
+            "offset": np.concatenate([np.arange(b.base, b.end, dtype=np.int64) for b in log.batches]),
             "value": np.concatenate([b.values for b in log.batches]),
             "key": np.concatenate([b.keys for b in log.batches]),
             "leader_epoch": np.concatenate([np.full(len(b), b.epoch) for b in log.batches]),

@@ -80,7 +80,9 @@ def test_append_moves_log_end_and_records_epochs(log):
     assert log.epochs == [(0, 0), (2, 5)]
     assert log.last_epoch == 2
     with pytest.raises(AssertionError):
-        log.append(batch(10, 2, 1))                 # a gap: appends must start at the log end
+        log.append(batch(8, 2, 1))                  # an overlap: appends start at the log end or after it
+    log.append(batch(10, 2, 1))                     # a gap: a compacted batch copied from a leader
+    assert log.end == 11 and log.read(9, 11, 10)[0].base == 10 and log.value_at(9) is None
 
 
 def test_read_returns_whole_batches_and_the_first_may_start_before_the_offset(log):

@@ -42,6 +42,8 @@ KINDS = {
     "acks": "`0`, `1`, `all` (`-1` = `all`)",
     "optional_text": "text, or none",
     "optional_positive_int": "whole number ≥ 1, or none",
+    "cleanup_policy": "`delete`, `compact` or `compact,delete`",
+    "unlimited_or_non_negative": "-1 (no limit) or a number ≥ 0",
     "optional_positive_number": "number > 0, or none",
     "assignors": "list of " + ", ".join(f"`{a}`" for a in configs.ASSIGNORS),
     "_name": "text",

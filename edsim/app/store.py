@@ -2,8 +2,8 @@
 
 As Kafka Streams does it (``docs/streams/architecture``, "State"; KIP-429 for rebalances): a service's store is
 split into one shard per partition of its input topic (a *task*). Shard p lives on the instance that is assigned
-input partition p; every write also goes to partition p of the topic ``<service>-<store>-changelog`` (compacted
-in Kafka; a plain topic here until edsim has a log cleaner) through the instance's producer, inside its
+input partition p; every write also goes to partition p of the topic ``<service>-<store>-changelog`` (compacted,
+``cleanup.policy=compact``; a deletion is a tombstone) through the instance's producer, inside its
 transaction when it has one. The table itself lives in memory: a crash loses it, and the instance that is
 assigned p next (the same one after its restart, or another after a rebalance) restores the shard by reading
 changelog partition p from what it still holds to the end before it processes any record of task p (the task's
@@ -25,6 +25,7 @@ import simpy
 
 from ..clients.partitioner import partition_for
 from ..configs import ConfigError
+from ..kafka.log import TOMBSTONE
 
 DELETED = object()
 RESTORE_POLL = 0.005    # seconds a restoring consumer waits in one poll (it checks for the end between polls)
@@ -106,8 +107,8 @@ class StateStore:
         producer = self.host.store_producer(self.instance)
         p = self.shard_of(key)
         deleted = value is DELETED
-        sent = producer.send(self.changelog, value=ctx.fresh(), key=key,
-                             payload=("delete",) if deleted else ("put", value), partition=p)
+        sent = producer.send(self.changelog, value=ctx.fresh(), key=key, payload=None if deleted else ("put", value),
+                             partition=p, tombstone=deleted)
         sent.callbacks.append(lambda event, shard=self._shard(key): _written(shard, event))
         number = not deleted and isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         ctx.record("state", key=key, value=int(value) if number else -1, topic=self.name, partition=p,
@@ -241,8 +242,8 @@ def _written(shard: Shard, event):
 
 def apply(shard: Shard, key, payload, offset):
     """One changelog record into a shard: a put, or a deletion (a tombstone)."""
-    if payload is not None and payload[0] == "put":
-        shard.table[int(key)] = payload[1]
-    elif payload is not None:
+    if payload is TOMBSTONE:
         shard.table.pop(int(key), None)
+    elif payload is not None and payload[0] == "put":
+        shard.table[int(key)] = payload[1]
     shard.position = offset + 1

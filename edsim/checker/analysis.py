@@ -292,6 +292,14 @@ class Analysis:
         return bound, rows, tp, rank
 
     @cached_property
+    def cleaned(self) -> np.ndarray:
+        """Values a log cleaner removed (compaction or retention; cleaner.py records them): gone by design, so
+        neither unseen nor lost, and a read that steps over them skips nothing."""
+        f = self.cols["f"]
+        rows = (f == self._code("f", "compact")) | (f == self._code("f", "retention"))
+        return np.unique(self.value[rows])
+
+    @cached_property
     def missing(self) -> tuple[np.ndarray, np.ndarray]:
         """Acknowledged values no poll ever read, split by Jepsen's rule: (lost rows, unseen rows).
 
@@ -300,6 +308,8 @@ class Analysis:
         """
         acked = np.flatnonzero(self.acked)
         unread = acked[~np.isin(self.value[acked], self.value[self.polled])]
+        if self.cleaned.size:
+            unread = unread[~np.isin(self.value[unread], self.cleaned)]
         if unread.size == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         known = unread[self.offset[unread] >= 0]

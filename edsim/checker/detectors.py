@@ -148,6 +148,12 @@ def _poll_frame(a: Analysis, skip: bool) -> pd.DataFrame:
     pi, pj, delta = i[sel], j[sel], delta[sel]
     ri, rj = a.order.rank_of(pi), a.order.rank_of(pj)
     o = a.order
+    if skip and a.cleaned.size and len(sel):
+        # offsets a cleaner removed are gaps in the log, not records the reader skipped
+        left = np.array([np.count_nonzero(~np.isin(a.value[o.rank_row[r1 + 1:r2]], a.cleaned))
+                         for r1, r2 in zip(ri, rj)], np.int64)
+        real = left > 0
+        pi, pj, ri, rj, delta = pi[real], pj[real], ri[real], rj[real], left[real] + 1
     same_poll = a.cols["op"][pi] == a.cols["op"][pj]
     evidence, skipped = [], []
     for x, y, d, r1, r2, sp in zip(pi, pj, delta, ri, rj, same_poll):
@@ -156,7 +162,8 @@ def _poll_frame(a: Analysis, skip: bool) -> pd.DataFrame:
         first = f"{who} read offset {o1} (value {v1}) of {name} (t={_t(a.time[x])})"
         when = "in the same poll" if sp else f"in a later poll (t={_t(a.time[y])})"
         if skip:
-            gap = a.offset[o.rank_row[r1 + 1:r2]]
+            between = o.rank_row[r1 + 1:r2]
+            gap = a.offset[between[~np.isin(a.value[between], a.cleaned)]]
             skipped.append(tuple(int(g) for g in gap[:_KEPT]))
             evidence.append(f"{first} and next offset {o2} (value {v2}) {when}, skipping "
                             f"{_plural(int(d) - 1, 'record')} known to be at offset {_offsets_text(gap)}")
@@ -227,6 +234,7 @@ def _lost_processing(a: Analysis) -> pd.DataFrame:
         bound, commit_row = a.commit_bound_of(a.committed & mine)
         below = np.flatnonzero(o.offset < bound[o.tp])
         below = below[~np.isin(o.value[below], a.value[a.applied & mine])]
+        below = below[~np.isin(o.value[below], a.cleaned)]        # compacted or retained away: never to be read
         _, first = np.unique(o.value[below], return_index=True)
         found = np.sort(below[first])                      # each value once: its first entry below a commit
         entries.append(found)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..configs import CONSUMER, Config, ConfigError
 from ..kafka import protocol as P
+from ..kafka.log import TOMBSTONE
 from .client import Client
 from .membership import COMMIT_FAILED, CommitFailedException, Membership
 from .transactions import KafkaError
@@ -49,6 +50,11 @@ class Record(NamedTuple):
     value: int
     key: int
     payload: object
+
+    @property
+    def tombstone(self) -> bool:
+        """A record with a null value: on a compacted topic it deletes its key."""
+        return self.payload is TOMBSTONE
 
 
 class Records:
@@ -529,7 +535,7 @@ class Consumer(Client):
             n = len(batch)
             offsets = np.arange(batch.base, batch.base + n, dtype=np.int64)
             buffer.append((offsets, batch.values, batch.keys, batch.payloads, batch.epoch, batch.end))
-            position += n
+            position = batch.end               # a compacted log has gaps: the next batch may start later
         if any(len(entry[0]) for entry in buffer):
             self._wake()
         else:

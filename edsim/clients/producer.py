@@ -15,7 +15,7 @@ import numpy as np
 
 from ..configs import PRODUCER, Config, ConfigError
 from ..kafka import protocol as P
-from ..kafka.log import Batch
+from ..kafka.log import TOMBSTONE, Batch
 from .backoff import ExponentialBackoff
 from .client import Client
 from .partitioner import partition_for
@@ -308,9 +308,15 @@ class Producer(Client):
             self._tables[(topic, partitions)] = table
         return table
 
-    def send(self, topic: str, value: int, key=None, payload=None, partition=None):
+    def send(self, topic: str, value: int, key=None, payload=None, partition=None, tombstone=False):
         """Send one record (to ``partition`` if given, as a Java ProducerRecord may name it); returns a SimPy
-        event that succeeds with RecordMetadata or fails with KafkaError."""
+        event that succeeds with RecordMetadata or fails with KafkaError. ``tombstone=True`` sends a null value
+        (``value`` still names the record in the history): on a compacted topic it deletes ``key``."""
+        if tombstone:
+            if payload is not None:
+                raise ConfigError(f"payload={payload!r} is not allowed with tombstone=True: a tombstone's value is "
+                                  "null")
+            payload = TOMBSTONE
         event = self.world.env.event()
         event.defused = True            # a failure nobody waits for must not stop the simulation
         keys = np.array([-1 if key is None else int(key)], np.int64)

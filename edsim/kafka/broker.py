@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..engine import Node
 from ..engine.network import Disconnected
 from . import protocol as P
+from .cleaner import Cleaner
 from .coordinator import OFFSETS_TOPIC, GroupCoordinator, offsets_partition
 from .transactions import TXN_TOPIC, TransactionCoordinator
 
@@ -36,6 +37,7 @@ class Broker(Node):
         flush_check = config["log.flush.scheduler.interval.ms"]
         self.flush_check = flush_check / 1000.0 if flush_check is not None else None
         self.max_fetch_records = 1 << 16
+        self.cleaner = Cleaner(self)
         self.replicas: dict[tuple, object] = {}      # on disk: the replicas assigned here
         self._corr = 0
         self._reset_memory()
@@ -58,6 +60,7 @@ class Broker(Node):
     def _start_loops(self):
         self.call_later(TICK, self._tick)
         self.call_later(self.heartbeat_interval, self._heartbeat)
+        self.cleaner.start()
         if self.flush_check is not None:
             self.call_later(self.flush_check, self._flush_dirty_logs)
 

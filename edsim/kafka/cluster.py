@@ -64,7 +64,10 @@ class KafkaCluster:
         for r in replicas:
             replica = Replica(self.brokers[r], tp, replicas, topic["min.insync.replicas"],
                               topic["unclean.leader.election.enable"])
+            replica.topic_config = topic
             replica.log.flush_messages = topic["flush.messages"]
+            replica.log.segment_bytes = topic["segment.bytes"]
+            replica.log.segment_ms = topic.seconds("segment.ms")
             replica.flush_interval = topic.seconds("flush.ms") if topic["flush.ms"] is not None else None
             self.brokers[r].replicas[tp] = replica
         state = self.controller.create_partition(tp, replicas, topic["unclean.leader.election.enable"],

@@ -9,7 +9,21 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 
+import numpy as np
+
 RECORD_SIZE = 100        # bytes per record when nobody said otherwise (the workload's and Cluster.producer's default)
+NEVER = float("inf")
+
+
+class _Tombstone:
+    """A record whose value is null: on a compacted topic it deletes its key (Kafka's tombstone)."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "TOMBSTONE"
+
+
+TOMBSTONE = _Tombstone()      # the payload of a tombstone (``producer.send(..., tombstone=True)``)
 
 
 class Batch:
@@ -85,12 +99,20 @@ class Log:
         self._bases: list[int] = []
         self._times: list[float] = []                 # when each batch reached this log (the page cache)
         self._env = env
-        self.start = 0
+        self.start = 0                                # log start offset: retention moves it
         self.end = 0                                  # log end offset
         self.epochs: list[tuple[int, int]] = []       # (leader epoch, its first offset), ascending
         self.flushed = 0                              # below this offset the log is on disk for sure
         self.flushed_at = 0.0
         self.flush_messages = None                    # flush.messages: fsync once this many are unflushed
+        # segments (segment.bytes, segment.ms): the base offset of each, the last one active
+        self.segments: list[int] = [0]
+        self.segment_bytes = NEVER
+        self.segment_ms = NEVER
+        self._active_bytes = 0
+        self._active_since = None                     # when the active segment got its first batch
+        self.cleaned_to = 0                           # the cleaner's checkpoint: below it the log is compacted
+        self.tombstones_seen: dict[int, float] = {}   # tombstone offset -> when the cleaner first kept it
 
     def __len__(self):
         return self.end - self.start
@@ -100,10 +122,20 @@ class Log:
         return self.epochs[-1][0] if self.epochs else -1
 
     def append(self, batch: Batch):
-        assert batch.base == self.end, (batch, self.end)
+        # a compacted batch copied from a leader may start after our end: the offsets between were cleaned away
+        assert batch.base >= self.end, (batch, self.end)
+        now = self._env._now if self._env is not None else 0.0
+        if self._active_bytes and (self._active_bytes + batch.size > self.segment_bytes
+                                   or now - self._active_since >= self.segment_ms):
+            self.segments.append(batch.base)          # roll: Kafka flushes the segment it closes
+            self.flushed = max(self.flushed, batch.base)
+            self._active_bytes, self._active_since = 0, None
+        if self._active_since is None:
+            self._active_since = now
+        self._active_bytes += batch.size
         self.batches.append(batch)
         self._bases.append(batch.base)
-        self._times.append(self._env._now if self._env is not None else 0.0)
+        self._times.append(now)
         self.end = batch.end
         if batch.epoch > self.last_epoch:
             self.epochs.append((batch.epoch, batch.base))
@@ -165,6 +197,9 @@ class Log:
                 del self.batches[max(i, 0):], self._bases[max(i, 0):], self._times[max(i, 0):]
             self.end = offset
             self.flushed = min(self.flushed, offset)
+            self.cleaned_to = min(self.cleaned_to, offset)
+            self.segments = [b for b in self.segments if b <= offset] or [offset]
+            self._reset_active()
         while self.epochs and self.epochs[-1][1] >= offset:
             self.epochs.pop()
 
@@ -177,6 +212,8 @@ class Log:
         if offset >= limit or offset >= self.end:
             return []
         i = max(bisect_right(self._bases, offset) - 1, 0)
+        if i < len(self.batches) and self.batches[i].end <= offset:
+            i += 1                                         # ``offset`` was compacted away: the next batch on
         out, n, size = [], 0, 0
         batches = self.batches
         while i < len(batches) and batches[i].base < limit and n < max_records:
@@ -196,14 +233,114 @@ class Log:
         """The record value at ``offset`` (None if the log has none there)."""
         if offset < self.start or offset >= self.end:
             return None
-        batch = self.batches[bisect_right(self._bases, offset) - 1]
+        i = bisect_right(self._bases, offset) - 1
+        if i < 0 or offset >= self.batches[i].end:
+            return None                                   # compacted away
+        batch = self.batches[i]
         return int(batch.values[offset - batch.base])
 
     def epoch_at(self, offset: int) -> int:
         """The leader epoch of the record at ``offset`` (-1 if the log has none there)."""
         if offset < self.start or offset >= self.end:
             return -1
-        return self.batches[bisect_right(self._bases, offset) - 1].epoch
+        i = bisect_right(self._bases, offset) - 1
+        if i >= 0 and self.batches[i].end > offset:
+            return self.batches[i].epoch
+        return self.batches[i + 1].epoch if i + 1 < len(self.batches) else -1   # compacted: the next record's
+
+    # ---- segments, retention and compaction (cleaner.py decides when) -------------------------------------
+    def _reset_active(self):
+        """Recount the active segment after its batches changed (truncation)."""
+        lo = bisect_right(self._bases, self.segments[-1] - 1)
+        self._active_bytes = sum(b.size for b in self.batches[lo:])
+        self._active_since = self._times[lo] if lo < len(self._times) else None
+
+    def _batch_range(self, k: int) -> tuple[int, int]:
+        """Indices of segment ``k``'s batches: [lo, hi)."""
+        lo = bisect_right(self._bases, self.segments[k] - 1)
+        hi = bisect_right(self._bases, self.segments[k + 1] - 1) if k + 1 < len(self.segments) else len(self.batches)
+        return lo, hi
+
+    def segment_table(self) -> list[tuple[int, int, int, float]]:
+        """(base offset, next segment's base or the log end, bytes, time of its newest batch) per segment."""
+        rows = []
+        for k, base in enumerate(self.segments):
+            lo, hi = self._batch_range(k)
+            end = self.segments[k + 1] if k + 1 < len(self.segments) else self.end
+            rows.append((base, end, sum(b.size for b in self.batches[lo:hi]),
+                         self._times[hi - 1] if hi > lo else -1.0))
+        return rows
+
+    def delete_before(self, offset: int) -> list[Batch]:
+        """Retention: drop the segments below ``offset`` (a segment base) and move the log start there; the
+        leader-epoch cache keeps the epoch that covers the new start (Kafka's truncateFromStart)."""
+        k = bisect_right(self.segments, offset) - 1
+        lo = bisect_right(self._bases, offset - 1)
+        gone = self.batches[:lo]
+        del self.batches[:lo], self._bases[:lo], self._times[:lo]
+        self.segments = self.segments[max(k, 0):] or [offset]
+        self.segments[0] = offset
+        self.start = offset
+        self.flushed = max(self.flushed, offset)
+        self.cleaned_to = max(self.cleaned_to, offset)
+        while len(self.epochs) > 1 and self.epochs[1][1] <= offset:
+            self.epochs.pop(0)
+        if self.epochs and self.epochs[0][1] < offset:
+            self.epochs[0] = (self.epochs[0][0], offset)
+        self.tombstones_seen = {o: t for o, t in self.tombstones_seen.items() if o >= offset}
+        return gone
+
+    def compact(self, stop: int, now: float, delete_retention: float, aborted=()) -> list[Batch]:
+        """Kafka's log cleaner on [start, ``stop``) (``stop`` a segment base): the latest offset of each key in the
+        dirty part [cleaned_to, stop) wins, and every older record of that key goes; offsets keep their gaps. A
+        tombstone that wins is kept for ``delete_retention`` seconds after the cleaner first kept it (KIP-534),
+        then goes too. Records of aborted transactions (``aborted``: (pid, first, marker) ranges) go; transaction
+        markers stay. Returns the removed records as batches (their offsets, values and keys)."""
+        lo, hi = 0, bisect_right(self._bases, stop - 1)
+        dirty_from = bisect_right(self._bases, self.cleaned_to - 1)
+        latest: dict[int, int] = {}
+        for b in self.batches[dirty_from:hi]:
+            if b.control is None:
+                latest.update(zip(b.keys.tolist(), range(b.base, b.end)))
+        kept, gone, bases, times = [], [], [], []
+        seen = self.tombstones_seen
+        for b, at in zip(self.batches[lo:hi], self._times[lo:hi]):
+            if b.control is not None:
+                kept.append(b), bases.append(b.base), times.append(at)
+                continue
+            offsets = np.arange(b.base, b.end)
+            winner = np.fromiter((latest.get(k, o) for k, o in zip(b.keys.tolist(), offsets.tolist())),
+                                 np.int64, len(b))
+            keep = winner <= offsets
+            if b.transactional and any(pid == b.producer_id and first <= b.base <= marker
+                                       for pid, first, marker in aborted):
+                keep[:] = False
+            if b.payloads is not None:
+                for i in np.flatnonzero(keep).tolist():
+                    if b.payloads[i] is TOMBSTONE:
+                        first_kept = seen.setdefault(b.base + i, now)
+                        if now - first_kept >= delete_retention:
+                            keep[i] = False
+            if keep.all():
+                kept.append(b), bases.append(b.base), times.append(at)
+                continue
+            for run in _runs(~keep):
+                gone.append(b.tail(b.base + run[0]).head(b.base + run[1]))
+            for run in _runs(keep):
+                piece = b.tail(b.base + run[0]).head(b.base + run[1])
+                kept.append(piece), bases.append(piece.base), times.append(at)
+        self.batches[lo:hi], self._bases[lo:hi], self._times[lo:hi] = kept, bases, times
+        self.cleaned_to = max(self.cleaned_to, stop)
+        for b in gone:
+            for o in range(b.base, b.end):
+                seen.pop(o, None)
+        return gone
+
+
+def _runs(mask) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in a boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], mask, [False])).astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 class ProducerState:

@@ -48,6 +48,7 @@ class Replica:
         # on disk: kept across crashes
         self.log = Log(broker.world.env)
         self.flush_interval = None          # flush.ms in seconds (None: never, Kafka's default)
+        self.topic_config = None            # the topic's configs (cleanup.policy, retention, ...): cluster.py
         self.hw_checkpoint = 0
         self.reset_memory()
 
@@ -68,6 +69,10 @@ class Replica:
         self.fetch_corr = None             # our outstanding fetch as a follower
         self.fetch_sent = 0.0
         self.alter_sent = 0.0
+
+    @property
+    def compacted(self) -> bool:
+        return self.topic_config is not None and "compact" in self.topic_config["cleanup.policy"]
 
     @property
     def effective_min_isr(self) -> int:
@@ -148,6 +153,8 @@ class Replica:
         if req.acks == "all" and len(self.isr) < self.effective_min_isr:
             return reply(P.NOT_ENOUGH_REPLICAS)
         batch = req.batch
+        if self.compacted and batch.control is None and (batch.keys < 0).any():
+            return reply(P.INVALID_RECORD)     # LogValidator: "Compacted topic cannot accept message without key"
         if batch.producer_id >= 0:
             verdict, detail = self.producers.check(batch)
             if verdict == "error":
@@ -382,6 +389,14 @@ class Replica:
         if resp.error == P.OFFSET_OUT_OF_RANGE and resp.log_end >= 0 and resp.log_end < self.log.end:
             self._truncate(resp.log_end)        # pre-KIP-101: cut back to the leader's end and go on
             return self.send_fetch()
+        if resp.error == P.OFFSET_OUT_OF_RANGE and resp.log_start > self.log.end:
+            # behind the leader's log start (retention deleted what we lack): ReplicaFetcherThread's
+            # truncateFullyAndStartAt(leader's log start)
+            self.log.truncate(self.log.start)
+            self.log.delete_before(resp.log_start)
+            self.log.end = max(self.log.end, resp.log_start)
+            self.hw = min(self.hw, self.log.end)
+            return self.send_fetch()
         if resp.error is not None:
             self.fetch_corr = -1                # back off, then try again (replica.fetch.backoff.ms)
             broker.call_later(broker.fetch_backoff, self._retry_fetch)
@@ -392,9 +407,7 @@ class Replica:
                 continue
             if batch.base < log.end:
                 batch = batch.tail(log.end)
-            if batch.base != log.end:
-                break
-            log.append(batch)
+            log.append(batch)                  # (it may start past our end: the leader compacted what was between)
             if batch.control is not None:
                 self.producers.record_marker(batch)
             elif batch.producer_id >= 0:

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 EPOCH_COLOURS = ["#4c72b0", "#55a868", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
                  "#64b5cd", "#2f4b7c"]
@@ -36,10 +36,13 @@ def acknowledged(history, topic: str, partition: int, until: float | None = None
 
 
 def lost_records(state, history):
-    """(offsets, values) acknowledged by ``state.time`` and held by no replica of the partition now."""
+    """(offsets, values) acknowledged by ``state.time`` and held by no replica of the partition now, but for
+    those a log cleaner removed by the topic's rules (compaction, retention: gaps, not losses)."""
     offsets, values = acknowledged(history, state.topic, state.partition, state.time)
     held = np.concatenate([r.values for r in state.replicas]) if state.replicas else np.empty(0, np.int64)
-    gone = ~np.isin(values, held)
+    h = history
+    cleaned = h["f"].isin(["compact", "retention"]) & (h["time"] <= state.time)
+    gone = ~np.isin(values, held) & ~np.isin(values, h.loc[cleaned, "value"].to_numpy())
     return offsets[gone], values[gone]
 
 
@@ -88,6 +91,12 @@ def log_figure(state, history=None, window=None, title=None, figsize=None) -> Fi
             ax.plot([r.log_end], [i], marker="<", color="black", markersize=7, clip_on=False)
         if r.last_stable_offset is not None:
             ax.vlines(r.last_stable_offset, i - 0.45, i + 0.45, colors="black", linewidth=1.5, linestyles=":")
+        if len(r.segments) > 1:                        # segment boundaries; the compacted part is hatched
+            inside = [s for s in r.segments[1:] if lo < s < lo + width]
+            ax.vlines(inside, i - 0.5, i + 0.5, colors="grey", linewidth=0.8)
+        if r.cleaned_to > max(r.log_start, lo):
+            ax.add_patch(Rectangle((max(r.log_start, lo), i - 0.45), min(r.cleaned_to, lo + width) - max(r.log_start, lo),
+                                   0.9, fill=False, hatch="//", edgecolor="grey", linewidth=0))
     labels = []
     for r in state.replicas:
         status = r.role if r.up else "down"
@@ -114,5 +123,9 @@ def log_figure(state, history=None, window=None, title=None, figsize=None) -> Fi
                 Line2D([], [], color="black", marker="<", linestyle="", label="log end (LEO)")]
     if any(r.last_stable_offset is not None for r in state.replicas):
         handles.append(Line2D([], [], color="black", linestyle=":", label="last stable offset"))
+    if any(len(r.segments) > 1 for r in state.replicas):
+        handles.append(Line2D([], [], color="grey", linewidth=0.8, label="segment boundary"))
+    if any(r.cleaned_to > r.log_start for r in state.replicas):
+        handles.append(Patch(fill=False, hatch="//", edgecolor="grey", label="compacted"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return fig
