@@ -96,7 +96,8 @@ class Truth:
 
     def replicas(self, topic: str | None = None) -> pd.DataFrame:
         """One row per replica of ``topic`` (the workload's by default): broker, whether it is up, its role,
-        leader epoch, log end, high watermark, ISR membership."""
+        leader epoch, log start (retention moves it), log end, high watermark, ISR membership, and how far its log
+        is compacted (``cleaned_to``; ``segments()`` has the detail)."""
         rows = []
         controller = self._kafka.controller.partitions
         topic_name = topic or self.topic
@@ -110,8 +111,23 @@ class Truth:
                              "controller_leader": state.leader, "leader_epoch": state.leader_epoch,
                              "log_start": replica.log.start, "log_end": replica.log.end,
                              "high_watermark": replica.hw, "in_isr": bid in state.isr,
-                             "segments": len(replica.log.segments), "cleaned_to": replica.log.cleaned_to})
+                             "cleaned_to": replica.log.cleaned_to})
         return pd.DataFrame(rows).sort_values(["topic", "partition", "broker"], ignore_index=True)
+
+    def segments(self, partition: int = 0, topic: str | None = None) -> pd.DataFrame:
+        """One row per segment of each replica of one partition: its base offset, where the next one starts (or
+        the log end), its bytes, when its newest batch was appended, whether it is the active segment (never
+        cleaned) and whether the cleaner has compacted it (below ``cleaned_to``)."""
+        tp = (topic or self.topic, partition)
+        rows = []
+        for bid in self._kafka.controller.partitions[tp].replicas:
+            log = self._kafka.brokers[bid].replicas[tp].log
+            table = log.segment_table()
+            for k, (base, end, nbytes, newest) in enumerate(table):
+                rows.append({"broker": bid, "base": base, "end": end, "bytes": nbytes,
+                             "newest": None if newest < 0 else round(newest, 6), "active": k == len(table) - 1,
+                             "compacted": end <= log.cleaned_to})
+        return pd.DataFrame(rows)
 
     def log(self, partition: int = 0, broker: int | None = None, topic: str | None = None) -> pd.DataFrame:
         """The records of one replica (by default the leader's, or the first replica's if there is none)."""

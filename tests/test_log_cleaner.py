@@ -93,6 +93,9 @@ def test_a_compacted_topic_keeps_the_latest_value_per_key_and_the_checker_sees_n
     assert (np.diff(offsets) > 1).any()               # gaps where older records of a key were
     cleaned = log[log["offset"] < result.truth.replicas().iloc[0]["cleaned_to"]]
     assert cleaned["key"].is_unique                    # the compacted part: one record per key
+    segments = result.truth.segments(0)
+    assert segments.groupby("broker")["active"].sum().eq(1).all()                 # one active segment each
+    assert segments["compacted"].any() and not segments[segments["active"]]["compacted"].any()
     assert result.losses().empty
 
 
