@@ -31,7 +31,7 @@ class Batch:
     ``record_size`` bytes (the producer's record size: what batch.size and max.partition.fetch.bytes count)."""
 
     __slots__ = ("base", "epoch", "values", "keys", "payloads", "producer_id", "producer_epoch", "sequence",
-                 "created", "transactional", "control", "end", "record_size")
+                 "created", "transactional", "control", "end", "record_size", "size")
 
     def __init__(self, base, epoch, values, keys, payloads=None, producer_id=-1, producer_epoch=-1,
                  sequence=-1, created=0.0, transactional=False, control=None, record_size=RECORD_SIZE):
@@ -46,16 +46,13 @@ class Batch:
         self.created = created
         self.transactional = transactional      # written inside a transaction (KIP-98)
         self.control = control                  # None, or "COMMIT" / "ABORT": a transaction marker (one offset)
-        self.end = base + len(values)           # the offset after the last record
+        n = len(values)
+        self.end = base + n                     # the offset after the last record
         self.record_size = record_size
+        self.size = n * record_size             # bytes (record headers and the batch header count as records)
 
     def __len__(self):
         return len(self.values)
-
-    @property
-    def size(self) -> int:
-        """Its size in bytes (record headers and the batch header are taken as part of the record size)."""
-        return len(self.values) * self.record_size
 
     def at(self, base, epoch) -> "Batch":
         """This batch placed in a log at ``base`` by a leader of ``epoch``."""
