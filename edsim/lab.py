@@ -56,6 +56,13 @@ class Cluster:
         return self.env.now
 
     @property
+    def acls(self):
+        """The cluster's ACLs and authorizer (``edsim.kafka.acl.Authorizer``): ``cluster.acls.add(edsim.acl(
+        "User:alice", "READ", topic="orders"))``, ``.remove(...)``, ``.list()``. They are judged only when the broker
+        config sets ``authorizer.class.name``; they take effect at once."""
+        return self.kafka.acls
+
+    @property
     def names(self):
         """The world's name registry: what each fault target and process name means."""
         return self.world.names

@@ -118,6 +118,10 @@ class Membership:
             self._lookup.succeeded(now)
             self.coordinator = response.coordinator
             self._progress()
+        elif isinstance(response, P.FindCoordinatorResponse) and response.error in P.AUTHORIZATION_FAILED:
+            self._lookup.failed(now)
+            self.state = "unjoined"
+            self.consumer.join_failed(response.error, "FindCoordinator")
         else:
             self._lookup.failed(now)
             self._retry(self._lookup.remaining(now))
@@ -179,8 +183,8 @@ class Membership:
         if response.error == P.MEMBER_ID_REQUIRED:
             self.member_id = response.member_id
             return self._join()
-        if response.error == P.INVALID_SESSION_TIMEOUT:       # fatal in the Java client: raised out of poll()
-            self.state = "unjoined"
+        if response.error == P.INVALID_SESSION_TIMEOUT or response.error in P.AUTHORIZATION_FAILED:
+            self.state = "unjoined"                       # fatal in the Java client: raised out of poll()
             return self.consumer.join_failed(response.error)
         if response.error is not None:
             return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
@@ -199,6 +203,9 @@ class Membership:
             return self._coordinator_trouble(response)
         if response.error in (P.NOT_COORDINATOR, P.COORDINATOR_NOT_AVAILABLE):
             return self._coordinator_trouble(response.error)
+        if response.error in P.AUTHORIZATION_FAILED:
+            self.state = "unjoined"
+            return self.consumer.join_failed(response.error, "SyncGroup")
         if response.error is not None:
             return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
         c = self.consumer
@@ -226,6 +233,9 @@ class Membership:
             self.rejoin_needed = True                    # rejoin on the next poll(), as the Java client does
         elif error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION, P.FENCED_INSTANCE_ID):
             self._kicked_out()
+        elif error in P.AUTHORIZATION_FAILED:             # an ACL removed while the member was in the group
+            self._kicked_out()
+            self.consumer.join_failed(error, "Heartbeat")
         else:
             self._lost_coordinator()
 
@@ -277,6 +287,9 @@ class Membership:
         def answered(response):
             if isinstance(response, P.OffsetFetchResponse) and response.error is None:
                 return on_done(response.offsets)
+            if isinstance(response, P.OffsetFetchResponse) and response.error in P.AUTHORIZATION_FAILED:
+                self.state = "unjoined"
+                return self.consumer.join_failed(response.error, "OffsetFetch")
             if not (isinstance(response, P.OffsetFetchResponse) and response.error == P.UNSTABLE_OFFSET_COMMIT):
                 self._lost_coordinator()              # (an unstable offset: a transaction is ending; ask again)
             on_done(None)
