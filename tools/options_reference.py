@@ -44,6 +44,8 @@ KINDS = {
     "optional_positive_int": "whole number ≥ 1, or none",
     "optional_positive_number": "number > 0, or none",
     "assignors": "list of " + ", ".join(f"`{a}`" for a in configs.ASSIGNORS),
+    "principal": "a principal `User:<name>`",
+    "principal_list": "principals `User:<name>` separated by `;`, or none",
     "_name": "text",
     "_resend": "true / false",
     "_pipeline": "none, `at_least_once`, `exactly_once_v2`",
@@ -59,8 +61,10 @@ EDSIM_DEFAULTS = {
 
 
 def default_text(value) -> str:
-    if value is None:
+    if value is None or value == ():
         return "none"
+    if value == "":
+        return '`""` (empty)'
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, (tuple, list)):
@@ -77,7 +81,7 @@ def unit_text(name: str, parse) -> str:
         unit = UNITS.get(name, "")
     allowed = getattr(parse, "allowed", None)
     if allowed is not None:
-        kind = "one of " + ", ".join(f"`{a}`" for a in allowed)
+        kind = "one of " + ", ".join(f"`{a}`" if a != "" else '`""`' for a in allowed)
     else:
         kind = KINDS.get(parse.__name__)
         if kind is None:

@@ -329,6 +329,13 @@ class TransactionManager:
                 self.to_add -= set(adding)
             else:
                 self.failed(response.error)
+                if response.error in P.AUTHORIZATION_FAILED:
+                    # Java: an abortable error (TopicAuthorizationException); the Sender fails the batches not yet
+                    # sent (RecordAccumulator.abortUndrainedBatches) instead of asking again
+                    self.to_add.clear()
+                    if self.state == "committing":
+                        self.state = "abortable_error"
+                    producer.drop_unsent(response.error)
             producer._pump()
 
         self._request(lambda: P.AddPartitionsToTxnRequest(0, self.transactional_id, producer.producer_id,
