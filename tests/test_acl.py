@@ -141,6 +141,28 @@ def test_a_producer_without_describe_is_refused_by_the_metadata():
     assert ((sends["time"] - sends["invoke_time"]) < 1.0).all()
 
 
+def test_an_exactly_once_pipeline_granted_what_it_needs_runs_row_for_row_as_without_an_authorizer():
+    """Produce (WRITE), Fetch (READ), the group (READ), the transactional ids (WRITE), AddPartitionsToTxn,
+    AddOffsetsToTxn, TxnOffsetCommit and EndTxn all pass, and authorizing costs no time: the same history."""
+    acls = [edsim.acl("User:app", "ALL", topic="*"), edsim.acl("User:app", "ALL", transactional_id="*"),
+            edsim.acl("User:app", "READ", group="edsim-workload")]
+    kw = dict(workload={"messages": 200, "rate": 400, "consumers": 2, "pipeline": "exactly_once_v2"},
+              producer={"edsim.principal": "User:app"}, consumer={"edsim.principal": "User:app"}, seed=1)
+    assert _history_hash(broker=AUTH, acls=acls, **kw) == _history_hash(**kw)
+
+
+def test_a_pipeline_denied_its_group_processes_nothing_and_the_summary_names_the_principal():
+    acls = [edsim.acl("User:app", "ALL", topic="*"), edsim.acl("User:app", "ALL", transactional_id="*"),
+            edsim.acl("User:app", "READ", group="edsim-workload", permission_type="DENY")]
+    result = edsim.simulate(broker=AUTH, acls=acls, workload={"messages": 100, "rate": 400, "consumers": 1,
+                                                              "pipeline": "exactly_once_v2"},
+                            producer={"edsim.principal": "User:app"}, consumer={"edsim.principal": "User:app"},
+                            seed=1)
+    assert result.counts()["processed"] == 0
+    row = result.summary().loc["authorization failures: consumer-1 (User:app)", "value"]
+    assert "group edsim-workload refused" in row and "GROUP_AUTHORIZATION_FAILED" in row
+
+
 def test_a_granted_producer_and_consumer_group_run_as_without_an_authorizer():
     acls = [edsim.acl("User:alice", "WRITE", topic="events"),
             edsim.acl("User:bob", "READ", topic="ev", pattern_type="PREFIXED"),
