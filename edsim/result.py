@@ -284,7 +284,7 @@ def _authorization_rows(h: pd.DataFrame, principals: dict) -> list[tuple]:
             elif f == "assign":
                 parts.append(f"reading {topic} refused on {g['partition'].nunique()} partitions ({error})")
             elif f == "subscribe":
-                parts.append(f"group {group or '?'} refused {len(g)} times ({error})")
+                parts.append(f"group {group or '?'} refused {len(g)} time{'s' if len(g) != 1 else ''} ({error})")
             elif f == "commit":
                 parts.append(f"{g['op'].nunique()} offset commits of {topic} refused ({error})")
             else:
