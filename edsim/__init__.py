@@ -15,6 +15,7 @@ from .app import Service, ServiceSpec, service
 from .configs import ConfigError, EdsimWarning
 from .faults import FaultError
 from .kafka import InvariantViolation
+from .kafka.acl import AclBinding, acl
 from .lab import Cluster
 from .result import Result
 from .scenario import Scenario, simulate
@@ -22,4 +23,4 @@ from .sweep import sweep
 
 __version__ = "0.1.0"
 __all__ = ["simulate", "Scenario", "Result", "Cluster", "sweep", "faults", "ConfigError", "FaultError",
-           "EdsimWarning", "InvariantViolation", "Service", "ServiceSpec", "service", "apps", "invariants"]
+           "EdsimWarning", "InvariantViolation", "Service", "ServiceSpec", "service", "apps", "invariants", "acl", "AclBinding"]

@@ -137,6 +137,26 @@ def optional_text(key, value):
     raise _bad(key, value, "a non-empty string or None")
 
 
+def principal(key, value):
+    """A principal ``Type:name`` (Java's ``SecurityUtils.parseKafkaPrincipal``), e.g. ``User:alice``."""
+    if not isinstance(value, str) or not all(value.partition(":")[::2]) or ":" not in value:
+        raise _bad(key, value, "a principal 'User:<name>', e.g. 'User:alice'")
+    return value
+
+
+def principal_list(key, value):
+    """``super.users``: principals separated by ``;`` (``User:admin;User:ops``), or a list of them."""
+    if value is None or value == "":
+        return ()
+    items = value.split(";") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise _bad(key, value, "principals separated by ';', e.g. 'User:admin;User:ops'")
+    return tuple(principal(key, item.strip() if isinstance(item, str) else item) for item in items if item != "")
+
+
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+
 class Config:
     """A checked set of settings for one component (a topic, a producer, ...)."""
 
@@ -281,6 +301,13 @@ BROKER = _table(
             "replicas, the default for new clusters since Kafka 4.1; 0 = as before (Kafka 4.0 and earlier)"),
     Setting("edsim.legacy.truncation", "leader-epoch", one_of("leader-epoch", "high-watermark"),
             "how a follower finds where its log diverges: KIP-101/279 leader epochs, or the pre-0.11 high watermark"),
+    Setting("authorizer.class.name", "", one_of("", STANDARD_AUTHORIZER),
+            "the authorizer: '' (none: every request is allowed) or " + STANDARD_AUTHORIZER + ", which judges "
+            "requests against the cluster's ACLs (edsim.acl, Scenario acls=[...])"),
+    Setting("allow.everyone.if.no.acl.found", False, boolean,
+            "with an authorizer: is a resource that no ACL matches open to everyone (false: denied)"),
+    Setting("super.users", (), principal_list,
+            "principals allowed everything whatever the ACLs say, separated by ';' ('User:admin;User:ops')"),
     Setting("edsim.network.latency.ms", 0.5, non_negative_number, "one-way network latency"),
     Setting("edsim.network.jitter.ms", 0.1, non_negative_number, "mean of the exponential jitter added"),
     Setting("edsim.debug.invariants", False, boolean, "assert WeakIsr and StrongIsr after every change"),
@@ -296,6 +323,9 @@ CLIENT = (
             "the longest wait before a retry: a producer's batch, the group protocol's lookups (KIP-580)"),
     Setting("metadata.max.age.ms", 300000, positive_number,
             "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
+    Setting("edsim.principal", "User:ANONYMOUS", principal,
+            "who the client is to the brokers' authorizer: stands for the identity SASL or mutual TLS "
+            "authenticates (Kafka's User:ANONYMOUS on a PLAINTEXT listener)"),
 )
 
 PRODUCER = _table(

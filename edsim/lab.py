@@ -56,6 +56,13 @@ class Cluster:
         return self.env.now
 
     @property
+    def acls(self):
+        """The cluster's ACLs and authorizer (``edsim.kafka.acl.Authorizer``): ``cluster.acls.add(edsim.acl(
+        "User:alice", "READ", topic="orders"))``, ``.remove(...)``, ``.list()``. They are judged only when the broker
+        config sets ``authorizer.class.name``; they take effect at once."""
+        return self.kafka.acls
+
+    @property
     def names(self):
         """The world's name registry: what each fault target and process name means."""
         return self.world.names
@@ -176,10 +183,20 @@ class Cluster:
         """The instance's first producer (what its stores write through), or None."""
         return next((c for c in instance.clients if isinstance(c, Producer)), None)
 
+    @staticmethod
+    def _principal(instance, config):
+        """``config`` with the instance's principal: the clients Kafka Streams opens for an application share its
+        credentials (its first client's ``edsim.principal``)."""
+        principal = next((c.principal for c in instance.clients if hasattr(c, "principal")), None)
+        if principal is not None and principal != "User:ANONYMOUS":
+            config = {**config, "edsim.principal": principal}
+        return config
+
     def store_producer(self, instance):
         producer = self._producer_of(instance)
         if producer is None:
-            producer = self._instance_client(instance, "producer", lambda n: Producer(self.world, self.kafka, n))
+            producer = self._instance_client(instance, "producer", lambda n: Producer(
+                self.world, self.kafka, n, self._principal(instance, {}) or None))
         return producer
 
     def _store_isolation(self, instance) -> str:
@@ -192,14 +209,15 @@ class Cluster:
         asks for the changelog's end offsets before it restores, so an empty or caught-up shard costs a round trip,
         not a fetch held for fetch.max.wait.ms: its fetches here wait at most 10 ms."""
         return self._instance_client(instance, "restore", lambda n: Consumer(
-            self.world, self.kafka, n, {"auto.offset.reset": "earliest",
-                                        "isolation.level": self._store_isolation(instance), "fetch.max.wait.ms": 10}))
+            self.world, self.kafka, n, self._principal(instance, {
+                "auto.offset.reset": "earliest", "isolation.level": self._store_isolation(instance),
+                "fetch.max.wait.ms": 10})))
 
     def standby_consumer(self, instance):
         """A standby task's consumer: reads the changelog as it grows, committed data only under exactly-once."""
         return self._instance_client(instance, "standby", lambda n: Consumer(
-            self.world, self.kafka, n, {"auto.offset.reset": "earliest",
-                                        "isolation.level": self._store_isolation(instance)}))
+            self.world, self.kafka, n, self._principal(instance, {
+                "auto.offset.reset": "earliest", "isolation.level": self._store_isolation(instance)})))
 
     @staticmethod
     def input_consumer(instance):

@@ -9,6 +9,7 @@ from . import checker
 from . import losses as _losses
 from .clients import producer_config
 from .configs import BROKER, CONSUMER, TOPIC, Config
+from .kafka import protocol as P
 from .metrics import cluster_frame
 from .truth import Truth
 from .run import CATCH_UP_LIMIT
@@ -69,6 +70,8 @@ class Result:
         self._processing_services = _losses.processing_services(run)
         self._catch_up_gaps = _losses.catch_up_gaps(run)
         self._kafka = lab.kafka
+        self._principals = {name: node.principal for name, node in lab.world.nodes.items()
+                            if hasattr(node, "principal") and not name.startswith("broker-")}
         self._losses = None
         if lab.auto_created:
             self.notes.append("topics created on first use (auto.create.topics.enable): "
@@ -224,6 +227,7 @@ class Result:
             if count or name in ("lost-write", "duplicate", "unseen"):
                 rows.append((name, count))
         rows += _loss_rows(self.losses())
+        rows += _authorization_rows(h, self._principals)
         for process, error, detail in _refusals(h):
             rows.append(("error", f"{process} could not join its group: {error} ({detail})"))
         rows.append(("simulated seconds", round(self.duration, 3)))
@@ -238,6 +242,7 @@ class Result:
         return f"<Result seed={self.seed}: {found or 'no anomalies'}>"
 
 
+AUTHORIZATION_FAILED = sorted(P.AUTHORIZATION_FAILED)
 LOSS_SECTION = "what the run lost or left undone"
 
 
@@ -261,9 +266,31 @@ def _loss_rows(frame: pd.DataFrame) -> list[tuple]:
 def _refusals(h: pd.DataFrame) -> list[tuple]:
     """(process, error, detail) of each member the coordinator refused for good (a ``subscribe`` row of type
     ``fail``, such as INVALID_SESSION_TIMEOUT), once per process and error."""
-    rows = h[(h["f"] == "subscribe") & (h["type"] == "fail")]
+    rows = h[(h["f"] == "subscribe") & (h["type"] == "fail") & ~h["error"].isin(AUTHORIZATION_FAILED)]
     rows = rows.drop_duplicates(["process", "error"])
     return [(str(p), str(e), str(d)) for p, e, d in zip(rows["process"], rows["error"], rows["detail"])]
+
+
+def _authorization_rows(h: pd.DataFrame, principals: dict) -> list[tuple]:
+    """One summary row per client the authorizer refused (edsim/kafka/acl.py): its principal, and per error and
+    resource how many records, partitions, joins or commits were refused."""
+    denied = h[h["error"].isin(AUTHORIZATION_FAILED) & (h["type"] == "fail")]
+    rows = []
+    for process, own in denied.groupby("process", observed=True, sort=False):
+        parts = []
+        for (f, error, topic, group), g in own.groupby(["f", "error", "topic", "group"], observed=True, sort=False):
+            if f == "send":
+                parts.append(f"{len(g)} records to {topic} refused ({error})")
+            elif f == "assign":
+                parts.append(f"reading {topic} refused on {g['partition'].nunique()} partitions ({error})")
+            elif f == "subscribe":
+                parts.append(f"group {group or '?'} refused {len(g)} time{'s' if len(g) != 1 else ''} ({error})")
+            elif f == "commit":
+                parts.append(f"{g['op'].nunique()} offset commits of {topic} refused ({error})")
+            else:
+                parts.append(f"{len(g)} {f} rows refused ({error})")
+        rows.append((f"authorization failures: {process} ({principals.get(str(process), '?')})", "; ".join(parts)))
+    return rows
 
 
 def _setup_line(s: Scenario) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .configs import CONSUMER, Config, ConfigError
 from .engine import fewer_collections
+from .kafka.acl import FINAL_READER_PRINCIPAL
 from .lab import Cluster
 from .metrics import Sampler
 from .workload import workload_config, workload_services
@@ -37,6 +38,7 @@ class Run:
         broker.setdefault("group.initial.rebalance.delay.ms", 0)
         self.cluster = lab = Cluster(scenario.brokers, seed, broker)
         self.topic = scenario.main_topic()
+        lab.acls.add(*scenario.acls)
         spec = workload_config(scenario.workload)
         if self.topic == scenario.topic_name():
             lab.create_topic(self.topic, scenario.topic_config())
@@ -174,7 +176,9 @@ class Run:
     def catch_up(self, isolation_level: str):
         """A fresh consumer reads every user topic from the start to its end; returns the SimPy process."""
         lab = self.cluster
-        reader = lab.consumer({"auto.offset.reset": "earliest", "isolation.level": isolation_level}, name="catch-up")
+        # the final read is the checker's, not an application's: a super user, whatever the ACLs say
+        reader = lab.consumer({"auto.offset.reset": "earliest", "isolation.level": isolation_level,
+                               "edsim.principal": FINAL_READER_PRINCIPAL}, name="catch-up")
         tps = [tp for topic in self.user_topics() for tp in lab.kafka.partitions(topic)]
         reader.assign(tps)
         self.reader = reader

@@ -48,6 +48,9 @@ class Scenario:
         topics: more topics by name, each a dict of topic configs.
         services: services by name: ``edsim.service(MyService, instances=2)``, ``apps.Load(...)`` or a class.
         invariants: declared checks from ``edsim.invariants``, reported in ``result.anomalies``.
+        acls: ACL bindings (``edsim.acl("User:alice", "WRITE", topic="orders")``) set on the cluster before the
+            run; they are judged when ``broker={"authorizer.class.name": ...}`` turns the authorizer on. Clients
+            name their principal with ``edsim.principal`` (``edsim.kafka.acl``).
 
     ``to_dict()`` / ``from_dict()`` and ``save(path)`` / ``Scenario.load(path)`` turn it into plain data and YAML
     or JSON files and back (``edsim.scenario_file``).
@@ -64,6 +67,7 @@ class Scenario:
     topics: dict = field(default_factory=dict)
     services: dict = field(default_factory=dict)
     invariants: list = field(default_factory=list)
+    acls: list = field(default_factory=list)
 
     def __post_init__(self):
         for name in SECTIONS:
@@ -96,6 +100,12 @@ class Scenario:
         if not isinstance(self.invariants, (list, tuple)):
             raise ConfigError(f"invariants={self.invariants!r} is not allowed: a list of edsim.invariants checks")
         self.invariants = list(self.invariants)
+        if self.acls is None:
+            self.acls = []
+        if not isinstance(self.acls, (list, tuple)):
+            raise ConfigError(f"acls={self.acls!r} is not allowed: a list of edsim.acl(...) bindings")
+        from .kafka.acl import AclBinding
+        self.acls = [AclBinding.from_dict(binding) for binding in self.acls]
         self.check()
 
     def __repr__(self):
@@ -241,6 +251,8 @@ class Scenario:
             parts.append("faults=[" + ", ".join(repr(f) for f in self.faults) + "]")
         if self.invariants:
             parts.append("invariants=[" + ", ".join(repr(i) for i in self.invariants) + "]")
+        if self.acls:
+            parts.append("acls=[" + ", ".join(repr(a) for a in self.acls) + "]")
         parts.append(f"seed={self.seed}")
         return "edsim.simulate(\n    " + ",\n    ".join(parts) + ",\n)"
 
@@ -286,19 +298,20 @@ class Scenario:
         return LiveRun(self, seed, run_progress(progress, self))
 
 ARGUMENTS = ("brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed", "topics",
-             "services", "invariants")
+             "services", "invariants", "acls")
 
 
 def simulate(*, brokers: int = 3, topic: dict | None = None, producer: dict | None = None,
              consumer: dict | None = None, broker: dict | None = None, workload: dict | None = None,
              faults: list = (), seed: int = 0, topics: dict | None = None, services: dict | None = None,
-             invariants: list | None = None, progress=None, **unknown) -> "Result":
+             invariants: list | None = None, acls: list | None = None, progress=None, **unknown) -> "Result":
     """Run one scenario and return its ``Result``: the history, the anomalies the checker found, the summary.
 
         edsim.simulate(producer={"acks": "1"}, faults=[faults.crash("leader", at=1.0, restart_after=2.0)], seed=1)
 
     The arguments are the fields of :class:`edsim.Scenario` (see there): ``brokers``, ``topic``, ``producer``,
-    ``consumer``, ``broker``, ``workload``, ``faults``, ``seed``, ``topics``, ``services``, ``invariants``; each
+    ``consumer``, ``broker``, ``workload``, ``faults``, ``seed``, ``topics``, ``services``, ``invariants``,
+    ``acls``; each
     left out takes Kafka's default. An unknown argument or config raises ``edsim.ConfigError`` naming it and what
     is allowed.
 
@@ -311,7 +324,7 @@ def simulate(*, brokers: int = 3, topic: dict | None = None, producer: dict | No
         raise unknown_key("simulate() argument", key, ARGUMENTS + ("progress",))
     given = dict(brokers=brokers, topic=topic, producer=producer, consumer=consumer, broker=broker,
                  workload=workload, faults=faults, seed=seed, topics=topics, services=services,
-                 invariants=invariants)
+                 invariants=invariants, acls=acls)
     return Scenario(**given).run(progress=progress)
 
 

@@ -28,7 +28,7 @@ from .configs import ConfigError, unknown_key
 from .faults import FaultError
 
 FIELDS = ("brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed", "topics", "services",
-          "invariants")
+          "invariants", "acls")
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
 # Each fault kind: the arguments of its builder, in order, and the Fault fields they come from.
@@ -132,6 +132,8 @@ def to_dict(scenario) -> dict:
         data["faults"] = [fault_to_dict(f) for f in scenario.faults]
     if scenario.invariants:
         data["invariants"] = [invariant_to_dict(i) for i in scenario.invariants]
+    if scenario.acls:
+        data["acls"] = [binding.to_dict() for binding in scenario.acls]     # edsim.acl(...) as its fields
     data["seed"] = scenario.seed
     return data
 
@@ -217,6 +219,14 @@ def service_from_dict(name, entry, allow_import: bool) -> ServiceSpec:
     return spec
 
 
+def _acl_from_dict(entry, where):
+    from .kafka.acl import AclBinding
+    try:
+        return AclBinding.from_dict(entry)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def from_dict(data, allow_import: bool = False):
     """A Scenario from plain data (what ``to_dict`` gives, or a parsed file). Raises ConfigError / FaultError
     naming the key that is wrong."""
@@ -235,6 +245,10 @@ def from_dict(data, allow_import: bool = False):
         if not isinstance(fields["invariants"], list):
             raise ConfigError(f"invariants={fields['invariants']!r} is not allowed: a list of invariants")
         fields["invariants"] = [invariant_from_dict(x, f"invariants[{i}]") for i, x in enumerate(fields["invariants"])]
+    if fields.get("acls") is not None:
+        if not isinstance(fields["acls"], list):
+            raise ConfigError(f"acls={fields['acls']!r} is not allowed: a list of ACLs")
+        fields["acls"] = [_acl_from_dict(x, f"acls[{i}]") for i, x in enumerate(fields["acls"])]
     if fields.get("services") is not None:
         if not isinstance(fields["services"], dict):
             raise ConfigError(f"services={fields['services']!r} is not allowed: a mapping of services by name")

@@ -14,7 +14,7 @@ from edsim import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = ["brokers", "topic", "producer", "consumer", "broker", "workload", "faults", "seed", "topics", "services",
-          "invariants"]
+          "invariants", "acls"]
 
 
 def test_simulate_has_the_scenarios_fields_as_its_signature():

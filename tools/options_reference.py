@@ -46,6 +46,8 @@ KINDS = {
     "unlimited_or_non_negative": "-1 (no limit) or a number ≥ 0",
     "optional_positive_number": "number > 0, or none",
     "assignors": "list of " + ", ".join(f"`{a}`" for a in configs.ASSIGNORS),
+    "principal": "a principal `User:<name>`",
+    "principal_list": "principals `User:<name>` separated by `;`, or none",
     "_name": "text",
     "_resend": "true / false",
     "_pipeline": "none, `at_least_once`, `exactly_once_v2`",
@@ -61,8 +63,10 @@ EDSIM_DEFAULTS = {
 
 
 def default_text(value) -> str:
-    if value is None:
+    if value is None or value == ():
         return "none"
+    if value == "":
+        return '`""` (empty)'
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, (tuple, list)):
@@ -79,7 +83,7 @@ def unit_text(name: str, parse) -> str:
         unit = UNITS.get(name, "")
     allowed = getattr(parse, "allowed", None)
     if allowed is not None:
-        kind = "one of " + ", ".join(f"`{a}`" for a in allowed)
+        kind = "one of " + ", ".join(f"`{a}`" if a != "" else '`""`' for a in allowed)
     else:
         kind = KINDS.get(parse.__name__)
         if kind is None:

@@ -41,6 +41,7 @@ class Client(Node):
         self._metadata_deferred = False
         self._metadata_fresh = self.now           # when metadata last arrived: metadata.max.age.ms runs from it
         self.partition_counts: dict[str, int] = {}   # topic -> partitions, as this client's metadata says
+        self.topic_errors: dict[str, str] = {}      # topic -> error of the last metadata (TOPIC_AUTHORIZATION_FAILED)
         self.connected: set[int] = set()          # brokers with an open connection
         self._connecting: set[int] = set()
         self._reconnect_at: dict[int, float] = {}
@@ -210,7 +211,14 @@ class Client(Node):
             topic = tp[0]
             if topic in counts and tp[1] >= counts[topic]:
                 counts[topic] = tp[1] + 1          # the topic gained partitions (Kafka only adds them)
+        if response.errors or self.topic_errors:
+            self.topic_errors = dict(response.errors)
+            if response.errors:
+                self.on_topic_errors(self.topic_errors)
         self.on_metadata(changed)
 
     def on_metadata(self, changed):
         """New leaders are known for ``changed`` (subclasses)."""
+
+    def on_topic_errors(self, errors):
+        """The metadata refused some topics (``{topic: error}``, e.g. TOPIC_AUTHORIZATION_FAILED) (subclasses)."""

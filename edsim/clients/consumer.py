@@ -81,6 +81,7 @@ class Consumer(Client):
         self.config = config if isinstance(config, Config) else Config("consumer", CONSUMER, config)
         super().__init__(world, kafka, name, self.config.seconds("request.timeout.ms"),
                          self.config.seconds("retry.backoff.ms"), self.config.seconds("metadata.max.age.ms"))
+        self.principal = self.config["edsim.principal"]  # who the brokers' authorizer sees (acl.py)
         self.max_wait = self.config.seconds("fetch.max.wait.ms")
         self.max_poll_records = self.config["max.poll.records"]
         self.max_partition_bytes = self.config["max.partition.fetch.bytes"]
@@ -110,6 +111,7 @@ class Consumer(Client):
         self.errors: list = []
         self._data = None
         self._blocked: dict[tuple, float] = {}
+        self._denied: set = set()                       # partitions refused since their last answered fetch
         self._awaiting_committed: set = set()
         self._next_auto_commit = self.now + self.auto_commit_interval
         self.assignment = []
@@ -154,13 +156,19 @@ class Consumer(Client):
         self.membership.subscribe(topics)
         self.membership._progress()
 
-    def join_failed(self, error):
-        """The coordinator refused to let this member join, for good (INVALID_SESSION_TIMEOUT): the refusal is a
-        ``subscribe`` row of type ``fail`` in the history, and the next poll() raises it. As in the Java client
-        the member asks again only when the application polls again."""
-        detail = (f"JoinGroup refused: session.timeout.ms={self.config['session.timeout.ms']} is not within the "
-                  "range the brokers allow (group.min.session.timeout.ms .. group.max.session.timeout.ms)"
-                  if error == P.INVALID_SESSION_TIMEOUT else f"JoinGroup refused with {error}")
+    def join_failed(self, error, request="JoinGroup"):
+        """The coordinator refused to let this member join, for good (INVALID_SESSION_TIMEOUT, or
+        GROUP_AUTHORIZATION_FAILED: the principal may not READ the group): the refusal is a ``subscribe`` row of
+        type ``fail`` in the history, and the next poll() raises it (Java: GroupAuthorizationException). As in the
+        Java client the member asks again only when the application polls again."""
+        if error == P.INVALID_SESSION_TIMEOUT:
+            detail = (f"JoinGroup refused: session.timeout.ms={self.config['session.timeout.ms']} is not within "
+                      "the range the brokers allow (group.min.session.timeout.ms .. group.max.session.timeout.ms)")
+        elif error == P.GROUP_AUTHORIZATION_FAILED:
+            detail = (f"{request} refused: {self.principal} may not "
+                      f"{'DESCRIBE' if request == 'FindCoordinator' else 'READ'} group {self.membership.group!r}")
+        else:
+            detail = f"{request} refused with {error}"
         topics = ",".join(self.membership.topics)
         self.world.history.event(self.now, self.name, "subscribe", type_="fail", topic=topics, error=error,
                                  detail=detail)
@@ -297,6 +305,9 @@ class Consumer(Client):
             yield env.timeout(self.retry_backoff)
         if self.paused:
             yield self.when_running()
+        if error in P.AUTHORIZATION_FAILED:
+            raise FatalConsumerError(error, f"commit refused: {self.principal} may not commit to group "
+                                            f"{self.membership.group!r} or read one of its topics")
         if error in COMMIT_FAILED:
             raise CommitFailedException(f"commit failed with {error}: the group rebalanced, or this member was "
                                         "removed from it (session.timeout.ms or max.poll.interval.ms)")
@@ -410,6 +421,25 @@ class Consumer(Client):
         self._fetch(tp)
 
     # ---- fetching ---------------------------------------------------------------------------------------
+    def on_topic_errors(self, errors):
+        """The metadata refused topics this consumer reads (TOPIC_AUTHORIZATION_FAILED): poll() raises."""
+        for tp in self.assignment:
+            if tp[0] in errors:
+                self._refused(tp, errors[tp[0]], "DESCRIBE")
+
+    def _refused(self, tp, error, operation):
+        """A request for ``tp`` was denied (TOPIC_AUTHORIZATION_FAILED): an ``assign`` row of type ``fail`` the
+        first time until a fetch succeeds again, and poll() raises it (Java's Fetcher throws
+        TopicAuthorizationException out of poll()). The partition is fetched again after retry.backoff.ms."""
+        if tp not in self._denied:
+            self._denied.add(tp)
+            self.world.history.event(self.now, self.name, "assign", type_="fail", topic=tp[0], partition=tp[1],
+                                     error=error, detail=f"{self.principal} may not {operation} topic {tp[0]!r}")
+        if not any(isinstance(e, FatalConsumerError) and e.code == error for e in self.errors):
+            self.errors.append(FatalConsumerError(error, f"{self.principal} may not {operation} topic {tp[0]!r}"))
+        self._block(tp)
+        self._wake()
+
     def on_metadata(self, changed):
         for tp in changed:
             self._blocked.pop(tp, None)
@@ -481,6 +511,8 @@ class Consumer(Client):
         if self._stale(tp, corr):
             return
         if isinstance(response, str) or response.error is not None:
+            if not isinstance(response, str) and response.error in P.AUTHORIZATION_FAILED:
+                return self._refused(tp, response.error, "DESCRIBE")
             self._block(tp)
             return self.refresh_metadata()
         if tp in self.positions and self.positions[tp] is None:
@@ -502,9 +534,13 @@ class Consumer(Client):
             self.positions[tp] = response.log_start if self.reset_policy == "earliest" else response.high_watermark
             return self._fetch_all()
         if error is not None:
+            if error in P.AUTHORIZATION_FAILED:
+                return self._refused(tp, error, "READ")
             self.refresh_metadata()
             self._block(tp)
             return
+        if self._denied:
+            self._denied.discard(tp)
         self.validate.discard(tp)
         self.high_watermarks[tp] = response.high_watermark
         self.last_stable[tp] = response.last_stable_offset

@@ -53,6 +53,7 @@ class Membership:
         self._retry_at = None             # the one pending retry of the group protocol
         self.last_poll = self.consumer.now
         self._heartbeat_at = 0.0
+        self.refused = None               # an error for good (GROUP_AUTHORIZATION_FAILED): ask again at the next poll
 
     @property
     def active(self) -> bool:
@@ -65,6 +66,7 @@ class Membership:
     # ---- driven by poll() and by the client's tick ----------------------------------------------------------
     def on_poll(self):
         self.last_poll = self.consumer.now
+        self.refused = None                              # the application polls again: the member asks again
         self._progress()
 
     def on_tick(self):
@@ -76,8 +78,8 @@ class Membership:
         elif self.state == "stable" and now >= self._heartbeat_at:
             self._heartbeat_at = now + self.heartbeat_interval
             self._send(P.HeartbeatRequest(0, self.group, self.generation, self.member_id), self._on_heartbeat)
-        if self.coordinator < 0:
-            self._find()
+        if self.coordinator < 0 and self.refused is None:
+            self._find()             # (after a refusal for good the background thread does not ask again)
 
     def metadata_changed(self):
         """The group's leader rebalances once its metadata shows a subscribed topic with more partitions than it
@@ -89,7 +91,7 @@ class Membership:
             self.rejoin_needed = True              # at the next poll(), as the Java client does
 
     def _progress(self):
-        if not self.active:
+        if not self.active or self.refused is not None:
             return
         if self.coordinator < 0:
             return self._find()
@@ -118,6 +120,11 @@ class Membership:
             self._lookup.succeeded(now)
             self.coordinator = response.coordinator
             self._progress()
+        elif isinstance(response, P.FindCoordinatorResponse) and response.error in P.AUTHORIZATION_FAILED:
+            self._lookup.failed(now)
+            self.state = "unjoined"
+            self.refused = response.error
+            self.consumer.join_failed(response.error, "FindCoordinator")
         else:
             self._lookup.failed(now)
             self._retry(self._lookup.remaining(now))
@@ -179,8 +186,10 @@ class Membership:
         if response.error == P.MEMBER_ID_REQUIRED:
             self.member_id = response.member_id
             return self._join()
-        if response.error == P.INVALID_SESSION_TIMEOUT:       # fatal in the Java client: raised out of poll()
-            self.state = "unjoined"
+        if response.error == P.INVALID_SESSION_TIMEOUT or response.error in P.AUTHORIZATION_FAILED:
+            self.state = "unjoined"                       # fatal in the Java client: raised out of poll()
+            if response.error in P.AUTHORIZATION_FAILED:
+                self.refused = response.error
             return self.consumer.join_failed(response.error)
         if response.error is not None:
             return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
@@ -199,6 +208,9 @@ class Membership:
             return self._coordinator_trouble(response)
         if response.error in (P.NOT_COORDINATOR, P.COORDINATOR_NOT_AVAILABLE):
             return self._coordinator_trouble(response.error)
+        if response.error in P.AUTHORIZATION_FAILED:
+            self.state, self.refused = "unjoined", response.error
+            return self.consumer.join_failed(response.error, "SyncGroup")
         if response.error is not None:
             return self._retry_join(reset_member=response.error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION))
         c = self.consumer
@@ -226,6 +238,10 @@ class Membership:
             self.rejoin_needed = True                    # rejoin on the next poll(), as the Java client does
         elif error in (P.UNKNOWN_MEMBER_ID, P.ILLEGAL_GENERATION, P.FENCED_INSTANCE_ID):
             self._kicked_out()
+        elif error in P.AUTHORIZATION_FAILED:             # an ACL removed while the member was in the group
+            self._kicked_out()
+            self.refused = error
+            self.consumer.join_failed(error, "Heartbeat")
         else:
             self._lost_coordinator()
 
@@ -277,6 +293,9 @@ class Membership:
         def answered(response):
             if isinstance(response, P.OffsetFetchResponse) and response.error is None:
                 return on_done(response.offsets)
+            if isinstance(response, P.OffsetFetchResponse) and response.error in P.AUTHORIZATION_FAILED:
+                self.state, self.refused = "unjoined", response.error
+                return self.consumer.join_failed(response.error, "OffsetFetch")
             if not (isinstance(response, P.OffsetFetchResponse) and response.error == P.UNSTABLE_OFFSET_COMMIT):
                 self._lost_coordinator()              # (an unstable offset: a transaction is ending; ask again)
             on_done(None)

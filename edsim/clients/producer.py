@@ -112,6 +112,7 @@ class Producer(Client):
         self.config = config
         super().__init__(world, kafka, name, config.seconds("request.timeout.ms"), config.seconds("retry.backoff.ms"),
                          config.seconds("metadata.max.age.ms"))
+        self.principal = config["edsim.principal"]       # who the brokers' authorizer sees (acl.py)
         self.acks = config["acks"]
         self.idempotent = config["enable.idempotence"]
         self.retries = config["retries"]
@@ -403,6 +404,9 @@ class Producer(Client):
         now = self.now
         need_metadata = False
         for tp, queue in self.queued.items():
+            if self.topic_errors and queue and tp[0] in self.topic_errors:
+                self._refuse(tp, queue)                  # the metadata refused the topic: fail, do not wait
+                continue
             if tp in self._unresolved:
                 continue                                 # no new sequences until the gap is resolved
             if txn is not None and queue and not txn.can_send(tp):
@@ -438,6 +442,17 @@ class Producer(Client):
 
     def on_metadata(self, changed):
         self._pump()
+
+    def _refuse(self, tp, queue):
+        """The topic's metadata came back TOPIC_AUTHORIZATION_FAILED: Java's send() fails the records at once with
+        TopicAuthorizationException (KafkaProducer.waitOnMetadata), not retriable. The next send asks for the
+        topic's metadata again, so an ACL granted meanwhile is seen."""
+        error = self.topic_errors[tp[0]]
+        while queue:
+            batch = queue.pop(0)
+            self.errors[error] = self.errors.get(error, 0) + 1
+            self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
+        self.refresh_metadata()
 
     def on_connected(self, bid):
         self._pump()
@@ -501,8 +516,24 @@ class Producer(Client):
             elif expired:
                 self._expire(batch)
             else:
+                if error in P.AUTHORIZATION_FAILED:
+                    self._release_sequences(batch)
                 self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
         self._pump()
+
+    def _release_sequences(self, batch):
+        """A batch refused for good, not written (TOPIC_AUTHORIZATION_FAILED): the batches numbered after it move
+        down by its size, so the partition's sequence has no gap (Java's TxnPartitionMap
+        .adjustSequencesDueToFailedBatch)."""
+        if not self.idempotent or batch.sequence < 0:
+            return
+        tp, first, n = batch.tp, batch.sequence, len(batch)
+        if self._sequences.get(tp, 0) >= first + n:
+            self._sequences[tp] -= n
+        for other in self.queued.get(tp, []) + [b for b in self.sending.values() if b.tp == tp]:
+            if other.sequence > first:
+                other.sequence -= n
+                other.wire = None
 
     def _expire(self, batch):
         """delivery.timeout.ms passed. An idempotent producer must find out whether its sequence has a gap."""

@@ -123,6 +123,8 @@ class TransactionManager:
 
         def answered(response):
             ok = isinstance(response, P.FindCoordinatorResponse) and response.error is None
+            if isinstance(response, P.FindCoordinatorResponse) and response.error in P.AUTHORIZATION_FAILED:
+                return callback(response.error)         # refused for good (GROUP_AUTHORIZATION_FAILED): no retry
             callback(response.coordinator if ok else -1)
 
         producer.request(bid, P.FindCoordinatorRequest(0, key, key_type=key_type), answered)
@@ -144,6 +146,8 @@ class TransactionManager:
             producer.request(bid, make(), answered)
 
         def found(bid):
+            if isinstance(bid, str):                     # the lookup was refused: the request fails with it
+                return callback(P.TxnResponse(0, bid))
             target["bid"] = bid
             if not group:
                 self.coordinator = bid
@@ -329,6 +333,13 @@ class TransactionManager:
                 self.to_add -= set(adding)
             else:
                 self.failed(response.error)
+                if response.error in P.AUTHORIZATION_FAILED:
+                    # Java: an abortable error (TopicAuthorizationException); the Sender fails the batches not yet
+                    # sent (RecordAccumulator.abortUndrainedBatches) instead of asking again
+                    self.to_add.clear()
+                    if self.state == "committing":
+                        self.state = "abortable_error"
+                    producer.drop_unsent(response.error)
             producer._pump()
 
         self._request(lambda: P.AddPartitionsToTxnRequest(0, self.transactional_id, producer.producer_id,

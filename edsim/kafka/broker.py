@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..engine import Node
 from ..engine.network import Disconnected
 from . import protocol as P
+from .acl import ANONYMOUS, BROKER_PRINCIPAL
 from .cleaner import Cleaner
 from .coordinator import OFFSETS_TOPIC, GroupCoordinator, offsets_partition
 from .transactions import TXN_TOPIC, TransactionCoordinator
@@ -13,6 +14,13 @@ TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expir
 GROUP_REQUESTS = (P.JoinGroupRequest, P.SyncGroupRequest, P.HeartbeatRequest, P.LeaveGroupRequest,
                   P.OffsetCommitRequest, P.OffsetFetchRequest, P.TxnOffsetCommitRequest)
 TXN_REQUESTS = (P.InitProducerIdRequest, P.AddPartitionsToTxnRequest, P.AddOffsetsToTxnRequest, P.EndTxnRequest)
+AUTHORIZED = (P.ProduceRequest, P.FetchRequest, P.ListOffsetsRequest, P.FindCoordinatorRequest,
+              P.InitProducerIdRequest) + GROUP_REQUESTS + TXN_REQUESTS
+DENIED_RESPONSE = {P.JoinGroupRequest: P.JoinGroupResponse, P.SyncGroupRequest: P.SyncGroupResponse,
+                   P.HeartbeatRequest: P.HeartbeatResponse, P.LeaveGroupRequest: P.LeaveGroupResponse,
+                   P.OffsetCommitRequest: P.OffsetCommitResponse, P.OffsetFetchRequest: P.OffsetFetchResponse,
+                   P.TxnOffsetCommitRequest: P.OffsetCommitResponse, P.AddPartitionsToTxnRequest: P.TxnResponse,
+                   P.AddOffsetsToTxnRequest: P.TxnResponse, P.EndTxnRequest: P.TxnResponse}
 REFUSED_WHILE_STARTING = (P.ProduceRequest, P.FetchRequest, P.MetadataRequest, P.ListOffsetsRequest,
                           P.ApiVersionsRequest, P.FindCoordinatorRequest,
                           P.WriteTxnMarkersRequest) + GROUP_REQUESTS + TXN_REQUESTS
@@ -20,6 +28,7 @@ REFUSED_WHILE_STARTING = (P.ProduceRequest, P.FetchRequest, P.MetadataRequest, P
 
 class Broker(Node):
     kind = "broker"
+    principal = BROKER_PRINCIPAL          # brokers talk to each other as a super user (acl.py)
 
     def __init__(self, world, cluster, broker_id: int):
         super().__init__(world, f"broker-{broker_id}")
@@ -38,6 +47,7 @@ class Broker(Node):
         self.flush_check = flush_check / 1000.0 if flush_check is not None else None
         self.max_fetch_records = 1 << 16
         self.cleaner = Cleaner(self)
+        self.authorizer = cluster.acls if cluster.acls.enabled else None     # None: every request is allowed
         self.replicas: dict[tuple, object] = {}      # on disk: the replicas assigned here
         self._corr = 0
         self._reset_memory()
@@ -156,6 +166,8 @@ class Broker(Node):
         if not self.serving and kind in REFUSED_WHILE_STARTING:
             # Listeners open only once the broker has caught up with the metadata: connections are refused.
             return self.send(message.reply_to, Disconnected(self.name, message))
+        if self.authorizer is not None and kind in AUTHORIZED and self._denied(message):
+            return
         if kind is P.ProduceRequest:
             self._produce(message)
         elif kind is P.FetchRequest:
@@ -175,6 +187,8 @@ class Broker(Node):
                     self.apply_partition_state(message.state)
         elif kind is P.MetadataRequest:
             partitions = {tp: (s.leader, s.leader_epoch) for tp, s in self.metadata.items()}
+            if self.authorizer is not None:
+                return self._authorized_metadata(message, partitions)
             self.send(message.reply_to, P.MetadataResponse(message.corr, partitions))
         elif kind in GROUP_REQUESTS:
             reply_to = message.reply_to
@@ -199,6 +213,97 @@ class Broker(Node):
 
     def on_disconnect(self, peer):
         self._disconnected(peer, None)
+
+    # ---- access control (acl.py): what each request needs, as Kafka's KafkaApis asks its authorizer ---------
+    def principal_of(self, message) -> str:
+        """The principal of the connection ``message`` came on: the client's ``edsim.principal``."""
+        return getattr(self.world.nodes.get(message.reply_to), "principal", ANONYMOUS)
+
+    def _allowed(self, principal, operation, resource_type, name) -> bool:
+        return self.authorizer.authorize(principal, operation, resource_type, name)
+
+    def _denied(self, req) -> bool:
+        """Check ``req`` against the ACLs (KafkaApis.handle*Request); answer a denied one with Kafka's error and
+        return True. Produce needs WRITE on the topic; a consumer's Fetch READ; ListOffsets DESCRIBE;
+        FindCoordinator DESCRIBE on the group; JoinGroup, SyncGroup, Heartbeat, LeaveGroup and OffsetCommit READ
+        on the group (OffsetCommit also READ on each topic); OffsetFetch DESCRIBE on the group and its topics;
+        InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit WRITE on the
+        transactional id (AddPartitionsToTxn also WRITE on each topic, AddOffsetsToTxn READ on the group)."""
+        principal = self.principal_of(req)
+        if principal in self.authorizer.super_users:
+            return False
+        allowed = self._allowed
+        kind = type(req)
+        reply_to = req.reply_to
+        if kind is P.ProduceRequest:
+            if allowed(principal, "WRITE", "TOPIC", req.tp[0]):
+                return False
+            if req.acks == "0":                      # acks=0 gets no answer: on an error Kafka closes the connection
+                self.send(reply_to, Disconnected(self.name))
+            else:
+                self.send(reply_to, P.ProduceResponse(req.corr, req.tp, P.TOPIC_AUTHORIZATION_FAILED))
+            return True
+        if kind is P.FetchRequest:
+            if req.replica >= 0 or allowed(principal, "READ", "TOPIC", req.tp[0]):
+                return False
+            self.send(reply_to, P.FetchResponse(req.corr, req.tp, P.TOPIC_AUTHORIZATION_FAILED))
+            return True
+        if kind is P.ListOffsetsRequest:
+            if allowed(principal, "DESCRIBE", "TOPIC", req.tp[0]):
+                return False
+            self.send(reply_to, P.ListOffsetsResponse(req.corr, req.tp, P.TOPIC_AUTHORIZATION_FAILED))
+            return True
+        if kind is P.FindCoordinatorRequest:
+            if req.key_type != "group" or allowed(principal, "DESCRIBE", "GROUP", req.group):
+                return False
+            self.send(reply_to, P.FindCoordinatorResponse(req.corr, P.GROUP_AUTHORIZATION_FAILED))
+            return True
+        error = None
+        if kind is P.InitProducerIdRequest:
+            if req.transactional_id is None or allowed(principal, "WRITE", "TRANSACTIONAL_ID", req.transactional_id):
+                return False
+            self.send(reply_to, P.InitProducerIdResponse(req.corr, -1, -1, P.TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
+            return True
+        if kind in TXN_REQUESTS or kind is P.TxnOffsetCommitRequest:
+            if not allowed(principal, "WRITE", "TRANSACTIONAL_ID", req.transactional_id):
+                error = P.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            elif kind is P.AddPartitionsToTxnRequest and not all(
+                    allowed(principal, "WRITE", "TOPIC", topic) for topic, _ in req.partitions):
+                error = P.TOPIC_AUTHORIZATION_FAILED
+            elif kind in (P.AddOffsetsToTxnRequest, P.TxnOffsetCommitRequest) and not allowed(
+                    principal, "READ", "GROUP", req.group):
+                error = P.GROUP_AUTHORIZATION_FAILED
+            elif kind is P.TxnOffsetCommitRequest and not all(
+                    allowed(principal, "READ", "TOPIC", topic) for topic, _ in req.offsets):
+                error = P.TOPIC_AUTHORIZATION_FAILED
+        elif kind is P.OffsetFetchRequest:
+            if not allowed(principal, "DESCRIBE", "GROUP", req.group):
+                error = P.GROUP_AUTHORIZATION_FAILED
+            elif not all(allowed(principal, "DESCRIBE", "TOPIC", topic) for topic, _ in req.tps):
+                error = P.TOPIC_AUTHORIZATION_FAILED
+        elif kind in GROUP_REQUESTS:
+            if not allowed(principal, "READ", "GROUP", req.group):
+                error = P.GROUP_AUTHORIZATION_FAILED
+            elif kind is P.OffsetCommitRequest and not all(
+                    allowed(principal, "READ", "TOPIC", topic) for topic, _ in req.offsets):
+                error = P.TOPIC_AUTHORIZATION_FAILED
+        if error is None:
+            return False
+        response = DENIED_RESPONSE[kind]
+        self.send(reply_to, response(req.corr, error))
+        return True
+
+    def _authorized_metadata(self, req, partitions):
+        """Metadata: a topic the principal may not DESCRIBE comes back as TOPIC_AUTHORIZATION_FAILED, without
+        its partitions (KafkaApis.handleTopicMetadataRequest; Java clients ask for the topics they use)."""
+        principal = self.principal_of(req)
+        denied = {}
+        for topic in self.cluster.topics:
+            if not topic.startswith("__") and not self._allowed(principal, "DESCRIBE", "TOPIC", topic):
+                denied[topic] = P.TOPIC_AUTHORIZATION_FAILED
+        if denied:
+            partitions = {tp: leader for tp, leader in partitions.items() if tp[0] not in denied}
+        self.send(req.reply_to, P.MetadataResponse(req.corr, partitions, denied))
 
     def on_link_restored(self, peer):
         """A fetch lost in a partition is retransmitted once the link heals (TCP), not after the socket timeout."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..configs import BROKER, TOPIC, Config, ConfigError, warn
 from ..engine import Network
+from .acl import Authorizer
 from .broker import Broker
 from .controller import Controller
 from .coordinator import OFFSETS_TOPIC
@@ -23,6 +24,7 @@ class KafkaCluster:
         Network(world, latency=self.config["edsim.network.latency.ms"] / 1000,
                 jitter=self.config["edsim.network.jitter.ms"] / 1000)
         self.debug = self.config["edsim.debug.invariants"]
+        self.acls = Authorizer(self.config)     # the authorizer and its ACLs: cluster.acls.add(edsim.acl(...))
         self.controller = Controller(world, self)
         self.brokers: dict[int, Broker] = {}
         for bid in range(1, brokers + 1):

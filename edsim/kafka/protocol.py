@@ -25,6 +25,12 @@ INVALID_UPDATE_VERSION = "INVALID_UPDATE_VERSION"
 INELIGIBLE_REPLICA = "INELIGIBLE_REPLICA"
 UNKNOWN_TOPIC_OR_PARTITION = "UNKNOWN_TOPIC_OR_PARTITION"
 DELIVERY_TIMEOUT = "DELIVERY_TIMEOUT"  # client-side: delivery.timeout.ms expired (TimeoutException)
+# Access control (acl.py): the request's principal may not do this to the topic, group or transactional id
+TOPIC_AUTHORIZATION_FAILED = "TOPIC_AUTHORIZATION_FAILED"
+GROUP_AUTHORIZATION_FAILED = "GROUP_AUTHORIZATION_FAILED"
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+AUTHORIZATION_FAILED = frozenset({TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED,
+                                  TRANSACTIONAL_ID_AUTHORIZATION_FAILED})
 
 # Errors after which a write may nevertheless be in the log (the client cannot know): the op is `info`.
 OUTCOME_UNKNOWN = frozenset({REQUEST_TIMED_OUT, NETWORK_EXCEPTION, NOT_ENOUGH_REPLICAS_AFTER_APPEND})
@@ -86,6 +92,7 @@ class MetadataRequest:
 class MetadataResponse:
     corr: int
     partitions: dict        # tp -> (leader id or -1, leader epoch)
+    errors: dict = field(default_factory=dict)   # topic -> error (TOPIC_AUTHORIZATION_FAILED: not described)
 
 
 @dataclass(slots=True)
