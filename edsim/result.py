@@ -284,7 +284,10 @@ def _authorization_rows(h: pd.DataFrame, principals: dict) -> list[tuple]:
             elif f == "assign":
                 parts.append(f"reading {topic} refused on {g['partition'].nunique()} partitions ({error})")
             elif f == "subscribe":
-                parts.append(f"group {group or '?'} refused {len(g)} time{'s' if len(g) != 1 else ''} ({error})")
+                times = f"{len(g)} time{'s' if len(g) != 1 else ''}"
+                what = f"subscribing to {topic}" if error == "TOPIC_AUTHORIZATION_FAILED" and topic else \
+                    f"group {group or '?'}"
+                parts.append(f"{what} refused {times} ({error})")
             elif f == "commit":
                 parts.append(f"{g['op'].nunique()} offset commits of {topic} refused ({error})")
             else:
