@@ -16,7 +16,7 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path):
         assert saved[name] == rows[name] and rows[name] > 0
     assert [n for n, _ in saved["scaling"]["partitions"]] == [1, 3]
     chapters = [name for name in saved if name.startswith("panel re-run, ")]
-    assert len(chapters) == 7 and all(saved[name] > 0 for name in chapters)
+    assert len(chapters) == 8 and all(saved[name] > 0 for name in chapters)
     assert [k for k, _ in saved["scaling"]["faults"]] == [0, 4] and all(t > 0 for _, t in saved["scaling"]["faults"])
     assert all(t > 0 for _, t in saved["scaling"]["records"]) and (tmp_path / "scale.png").stat().st_size > 0
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CHAPTERS = [nb for nb in NOTEBOOKS if not nb.name.startswith("00-")]
 ORDER = ["00-start-here", "03-what-kafka-is", "04a-log-and-partitions", "04b-ordering", "04c-durability",
-         "04d-consumer-groups", "06-stateful-functions", "12-duplicates-and-exactly-once"]
+         "04d-consumer-groups", "04e-compaction-and-retention", "06-stateful-functions",
+         "12-duplicates-and-exactly-once"]
 # Notebooks whose panel runs services defined in the notebook itself: the benchmark cannot rebuild those classes
 OWN_SERVICES = ["06-stateful-functions"]
 

@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["00-start-here", "03-what-kafka-is", "04a-log-and-partitions", "04b-ordering", "04c-durability",
-         "04d-consumer-groups", "06-stateful-functions", "12-duplicates-and-exactly-once"]
+         "04d-consumer-groups", "04e-compaction-and-retention", "06-stateful-functions",
+         "12-duplicates-and-exactly-once"]
 
 
 def load_tool(name):

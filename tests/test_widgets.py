@@ -248,3 +248,21 @@ def test_anomaly_table_says_what_the_run_lost_even_when_no_anomaly_names_it():
     panel = ExperimentPanel(edsim.Scenario(workload={"messages": 500}, seed=1))
     panel.run_button.click()
     assert "What the run lost or left undone</b>: nothing;" in panel.anomalies.value
+
+
+def test_the_cleaner_controls_set_the_topic_and_broker_settings():
+    compacted = edsim.Scenario(topic={"cleanup.policy": "compact", "segment.ms": 1000},
+                               workload={"messages": 2000, "rate": 200, "keys": 10}, seed=1)
+    panel = ExperimentPanel(compacted, cleaner=True)
+    assert panel.scenario == compacted                  # the controls start from the scenario, change nothing
+    assert panel.retention_ms.value == 604800000 and panel.cleaner_backoff.value == 15000   # Kafka's defaults
+    panel.dirty_ratio.value = 0.1
+    panel.cleaner_backoff.value = 1000
+    panel.delete_retention.value = 5000
+    s = panel.scenario
+    assert s.topic == {"cleanup.policy": "compact", "segment.ms": 1000, "min.cleanable.dirty.ratio": 0.1,
+                       "delete.retention.ms": 5000}
+    assert s.broker == {"log.cleaner.backoff.ms": 1000}
+    panel.run()
+    assert (panel.result.history["f"] == "compact").any()
+    assert not hasattr(ExperimentPanel(compacted), "dirty_ratio")    # only when asked for

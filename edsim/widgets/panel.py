@@ -15,7 +15,7 @@ import ipywidgets as W
 import pandas as pd
 
 from .. import faults as F
-from ..configs import ConfigError, EdsimWarning
+from ..configs import BROKER, TOPIC, ConfigError, EdsimWarning
 from ..engine import fewer_collections
 from ..faults import FaultError
 from ..lab import Cluster
@@ -33,6 +33,18 @@ DEFAULT_FIELDS = {  # (section, key): the value the control shows when the scena
     ("consumer", "isolation.level"): "read_uncommitted",
 }
 FAULT_KINDS = ("crash", "isolate", "pause", "slow", "partition")
+# The cleaner's settings (``ExperimentPanel(cleaner=True)``): (section, key) -> (attribute, widget kind, bounds)
+CLEANER_FIELDS = {
+    ("topic", "cleanup.policy"): ("cleanup_policy", "policy", None),
+    ("topic", "segment.ms"): ("segment_ms", "int", (1, 604800000)),
+    ("topic", "retention.ms"): ("retention_ms", "int", (-1, 10**12)),
+    ("topic", "min.cleanable.dirty.ratio"): ("dirty_ratio", "float", (0.0, 1.0)),
+    ("topic", "min.compaction.lag.ms"): ("min_compaction_lag", "int", (0, 10**12)),
+    ("topic", "delete.retention.ms"): ("delete_retention", "int", (0, 10**12)),
+    ("broker", "log.cleaner.backoff.ms"): ("cleaner_backoff", "int", (1, 10**9)),
+    ("broker", "log.retention.check.interval.ms"): ("retention_check", "int", (1, 10**9)),
+}
+POLICIES = ("delete", "compact", "compact,delete")
 
 
 def _table(frame: pd.DataFrame, cls: str) -> str:
@@ -55,10 +67,13 @@ def _losses_html(result) -> str:
 class ExperimentPanel:
     """A Scenario as controls. ``panel.scenario`` is the Scenario the controls say now; ``panel.result`` the last
     Result shown. ``live=True`` adds the live mode: the run is held at ``live_start`` seconds and advances
-    ``step`` seconds per click, and the fault buttons act at that moment for ``fault_duration`` seconds."""
+    ``step`` seconds per click, and the fault buttons act at that moment for ``fault_duration`` seconds.
+    ``cleaner=True`` adds the log cleaner's settings: cleanup.policy, segment.ms, retention.ms,
+    min.cleanable.dirty.ratio, min.compaction.lag.ms, delete.retention.ms (topic), log.cleaner.backoff.ms and
+    log.retention.check.interval.ms (broker)."""
 
     def __init__(self, scenario: Scenario | None = None, live: bool = False, live_start: float = 1.0,
-                 step: float = 0.5, fault_duration: float = 2.0):
+                 step: float = 0.5, fault_duration: float = 2.0, cleaner: bool = False):
         self.base = scenario if scenario is not None else Scenario()
         self.live_mode = live
         self.live_start, self.step, self.fault_duration = live_start, step, fault_duration
@@ -100,6 +115,25 @@ class ExperimentPanel:
                          self.unclean: ("topic", "unclean.leader.election.enable"),
                          self.max_in_flight: ("producer", "max.in.flight.requests.per.connection"),
                          self.isolation: ("consumer", "isolation.level")}
+        cleaner_rows = []
+        if cleaner:
+            controls = []
+            for (section, key), (attribute, kind, bounds) in CLEANER_FIELDS.items():
+                value = getattr(b, section).get(key, (TOPIC if section == "topic" else BROKER)[key].default)
+                wide = W.Layout(width="320px")
+                if kind == "policy":
+                    value = value if isinstance(value, str) else ",".join(value)
+                    control = W.Dropdown(options=POLICIES, value=value, description=key, style=style, layout=wide)
+                elif kind == "float":
+                    control = W.BoundedFloatText(value=value, min=bounds[0], max=bounds[1], step=0.05,
+                                                 description=key, style=style, layout=wide)
+                else:
+                    control = W.BoundedIntText(value=value, min=bounds[0], max=bounds[1], step=1000,
+                                               description=key, style=style, layout=wide)
+                setattr(self, attribute, control)
+                self.bindings[control] = (section, key)
+                controls.append(control)
+            cleaner_rows = [W.HBox(controls[i:i + 3]) for i in range(0, len(controls), 3)]
         self._initial = {c: c.value for c in list(self.bindings) + [self.seed]}
 
         # the fault builder
@@ -143,7 +177,7 @@ class ExperimentPanel:
 
         settings = W.VBox([W.HBox([self.acks, self.idempotence, self.seed]),
                            W.HBox([self.replication_factor, self.min_insync, self.unclean]),
-                           W.HBox([self.max_in_flight, self.isolation])])
+                           W.HBox([self.max_in_flight, self.isolation])] + cleaner_rows)
         builder = W.VBox([W.HBox([self.fault_kind, self.fault_target, self.fault_at, self.fault_duration_box,
                                   self.add_fault, self.clear_faults]), self.fault_list])
         parts = [settings, builder, W.HBox([self.run_button, self.progress, self.status]), self.message]
