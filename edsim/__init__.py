@@ -16,6 +16,7 @@ from .configs import ConfigError, EdsimWarning
 from .faults import FaultError
 from .kafka import InvariantViolation
 from .kafka.acl import AclBinding, acl
+from .kafka.log import TOMBSTONE
 from .lab import Cluster
 from .result import Result
 from .scenario import Scenario, simulate
@@ -23,4 +24,5 @@ from .sweep import sweep
 
 __version__ = "0.1.0"
 __all__ = ["simulate", "Scenario", "Result", "Cluster", "sweep", "faults", "ConfigError", "FaultError",
-           "EdsimWarning", "InvariantViolation", "Service", "ServiceSpec", "service", "apps", "invariants", "acl", "AclBinding"]
+           "EdsimWarning", "InvariantViolation", "Service", "ServiceSpec", "service", "apps", "invariants", "acl", "AclBinding",
+           "TOMBSTONE"]

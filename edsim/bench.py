@@ -119,7 +119,10 @@ def chapter_panels(folder) -> dict:
     """Each chapter notebook's panel scenario, read from the notebook itself: the cell after its panel shows
     ``panel.scenario`` and its saved output is that Scenario as code (nbval checks on every CI run that the
     notebook still gives that output). Empty when the notebooks are not there (an installed package)."""
-    from . import Scenario, faults
+    import sys
+
+    from . import Scenario, faults, invariants
+    names = {"Scenario": Scenario, "faults": faults, "invariants": invariants, "edsim": sys.modules[__package__]}
 
     panels = {}
     for path in sorted(Path(folder).glob("*.ipynb")):
@@ -128,7 +131,7 @@ def chapter_panels(folder) -> dict:
             if cell["cell_type"] == "code" and source.splitlines()[-1:] == [PANEL_CELL]:
                 text = "".join(cell["outputs"][0]["data"]["text/plain"])
                 try:
-                    scenario = eval(text, {"__builtins__": {}}, {"Scenario": Scenario, "faults": faults})  # noqa: S307
+                    scenario = eval(text, {"__builtins__": {}}, names)  # noqa: S307
                 except NameError:
                     continue       # services defined in the notebook itself: only the notebook can build them
                 if not isinstance(scenario, Scenario):
