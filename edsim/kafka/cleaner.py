@@ -73,7 +73,7 @@ class Cleaner:
         b = self.broker
         now = b.now
         for replica in b.replicas.values():
-            if "compact" in replica.topic_config["cleanup.policy"] and replica.role is not None:
+            if replica.compacted and replica.role is not None:
                 self.compact_if_due(replica, now)
         b.call_later(self.backoff, self._clean)
 

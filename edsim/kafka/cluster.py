@@ -67,6 +67,7 @@ class KafkaCluster:
             replica = Replica(self.brokers[r], tp, replicas, topic["min.insync.replicas"],
                               topic["unclean.leader.election.enable"])
             replica.topic_config = topic
+            replica.compacted = "compact" in topic["cleanup.policy"]
             replica.log.flush_messages = topic["flush.messages"]
             replica.log.segment_bytes = topic["segment.bytes"]
             replica.log.segment_ms = topic.seconds("segment.ms")

@@ -287,6 +287,12 @@ class Log:
         self.tombstones_seen = {o: t for o, t in self.tombstones_seen.items() if o >= offset}
         return gone
 
+    def truncate_fully_and_start_at(self, offset: int):
+        """Empty the log and start it at ``offset`` (a follower behind its leader's log start)."""
+        self.truncate(self.start)
+        self.delete_before(offset)
+        self.end = max(self.end, offset)
+
     def compact(self, stop: int, now: float, delete_retention: float, aborted=()) -> list[Batch]:
         """Kafka's log cleaner on [start, ``stop``) (``stop`` a segment base): the latest offset of each key in the
         dirty part [cleaned_to, stop) wins, and every older record of that key goes; offsets keep their gaps. A

@@ -49,6 +49,7 @@ class Replica:
         self.log = Log(broker.world.env)
         self.flush_interval = None          # flush.ms in seconds (None: never, Kafka's default)
         self.topic_config = None            # the topic's configs (cleanup.policy, retention, ...): cluster.py
+        self.compacted = False              # cleanup.policy includes compact (set with topic_config)
         self.hw_checkpoint = 0
         self.reset_memory()
 
@@ -69,10 +70,6 @@ class Replica:
         self.fetch_corr = None             # our outstanding fetch as a follower
         self.fetch_sent = 0.0
         self.alter_sent = 0.0
-
-    @property
-    def compacted(self) -> bool:
-        return self.topic_config is not None and "compact" in self.topic_config["cleanup.policy"]
 
     @property
     def effective_min_isr(self) -> int:
@@ -392,9 +389,8 @@ class Replica:
         if resp.error == P.OFFSET_OUT_OF_RANGE and resp.log_start > self.log.end:
             # behind the leader's log start (retention deleted what we lack): ReplicaFetcherThread's
             # truncateFullyAndStartAt(leader's log start)
-            self.log.truncate(self.log.start)
-            self.log.delete_before(resp.log_start)
-            self.log.end = max(self.log.end, resp.log_start)
+            self.log.truncate_fully_and_start_at(resp.log_start)
+            self.producers = ProducerState.from_log(self.log)
             self.hw = min(self.hw, self.log.end)
             return self.send_fetch()
         if resp.error is not None:
