@@ -71,8 +71,8 @@ class Node:
         if power_loss:
             self.on_power_loss()
         self.on_crash()
-        if self.world.network is not None and not power_loss:
-            self.world.network.node_crashed(self)
+        if self.world.network is not None:
+            self.world.network.node_crashed(self, power_loss)
         for node in self.companions:
             node.crash(power_loss=power_loss)
 
@@ -127,6 +127,3 @@ class Node:
 
     def on_disconnect(self, peer: str):
         """A connection to ``peer`` was reset because ``peer`` crashed (subclasses)."""
-
-    def on_link_restored(self, peer: str):
-        """A partition between this node and ``peer`` healed: what TCP held back goes through (subclasses)."""
