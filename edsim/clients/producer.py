@@ -318,8 +318,8 @@ class Producer(Client):
             return
         if self.txn is not None:
             self.txn.check_send()
-        self.outstanding += sum(len(g[1]) for g in groups)
         for partition, values, keys, times in groups:
+            self.outstanding += len(values)
             self._append((topic, partition), values, keys, times, None, None)
 
     def partitions_of(self, topic: str, keys):
@@ -642,13 +642,13 @@ class Producer(Client):
             # expired at delivery.timeout.ms while in flight: its outcome is reported; the answer only tells the
             # sequence bookkeeping that it was written (Java's ProducerBatch.complete after expiry does nothing)
             if error is None and self.idempotent and batch.sequence >= 0:
-                self._acked_seq[tp] = max(self._acked_seq.get(tp, -1), batch.sequence + len(batch) - 1)
+                self._acked_seq[tp] = max(self._acked_seq.get(tp, -1), batch.sequence + batch.count - 1)
             return
         if error is None:
             if self.idempotent:
-                end = batch.sequence + len(batch) - 1
+                end = batch.sequence + batch.count - 1
                 self._acked_seq[tp] = max(self._acked_seq.get(tp, -1), end)
-            offsets = base + np.arange(len(batch), dtype=np.int64)
+            offsets = base + np.arange(batch.count, dtype=np.int64)
             self._finish(batch, "ok", offsets=offsets)
             return
         self.errors[error] = self.errors.get(error, 0) + 1
