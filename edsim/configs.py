@@ -344,9 +344,13 @@ PRODUCER = _table(
             "how long a record may take from send() to its acknowledgement, retries included, before it fails"),
     *CLIENT,
     Setting("linger.ms", 5, non_negative_number,
-            "how long a batch waits for more records before it is sent (unless it is full)"),
+            "how long a partition's first batch waits for more records before the sender may take it (unless "
+            "it is full); a batch keeps filling until the sender drains it"),
     Setting("batch.size", 16384, positive_int,
             "the most bytes of records one batch holds (per partition)"),
+    Setting("max.request.size", 1048576, positive_int,
+            "the most bytes of batches one produce request carries (one request per broker, a batch per "
+            "partition it leads)"),
     Setting("transactional.id", None, optional_text,
             "names the producer across restarts for transactions and zombie fencing (none: not transactional)"),
     Setting("transaction.timeout.ms", 60000, positive_number,

@@ -116,8 +116,10 @@ def test_the_same_seed_gives_the_same_history(safe):
 
 def test_at_least_once_breaks_exactly_one_output():
     """Without the transaction a crash between writing reservations and committing the input offsets writes the
-    reservations again: the declared invariant names them (and Jepsen's duplicate agrees)."""
-    r = shop(exactly_once=False).run()
+    reservations again: the declared invariant names them (and Jepsen's duplicate agrees). The window is short
+    (flush() makes every batch ready at once, as Java's RecordAccumulator.beginFlush does, then one commit round
+    trip): seed 5 is one whose crash lands in it."""
+    r = shop(exactly_once=False, seed=5).run()
     name = "exactly-one-output:orders->reservations"
     assert r.anomalies[name] > 0
     cases = r.anomaly_cases[name]

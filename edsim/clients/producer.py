@@ -1,15 +1,26 @@
-"""The producer: accumulate records into batches, send them to partition leaders, retry, and (idempotently)
-number them so the leader can drop a retried duplicate.
+"""The producer: accumulate records into batches, drain them into one produce request per broker, retry, and
+(idempotently) number them so the leader can drop a retried duplicate.
 
-Follows the Java client (``RecordAccumulator``, ``Sender``, ``TransactionManager``): a batch is sent when
-``batch.size`` is full or ``linger.ms`` has passed; at most ``max.in.flight.requests.per.connection`` requests are
-outstanding per broker; a retriable error sends the batch again after a backoff that grows from ``retry.backoff.ms``
-to ``retry.backoff.max.ms`` (KIP-580, backoff.py) until ``delivery.timeout.ms``. Without idempotence a retried batch can land after a later one (reordering) or twice (a
-lost response); with it, the producer id and per-partition sequence numbers let the leader refuse both (KIP-98).
+Follows the Java client. The accumulator (``RecordAccumulator``) keeps a deque of batches per partition; a batch
+takes records until it holds ``batch.size`` bytes (then a new one starts behind it) or until the sender drains it.
+Nothing is sealed at ``linger.ms``: the sender (``Sender.sendProducerData``) finds the brokers with something to
+send (``RecordAccumulator.ready``: a partition it leads has a full batch, or more than one, or a first batch that
+waited ``linger.ms``, or a flush or transaction commit is under way), and for each broker with a connection and
+fewer than ``max.in.flight.requests.per.connection`` requests unanswered it takes the first batch of every
+partition the broker leads (``RecordAccumulator.drain``, up to ``max.request.size``) into ONE ProduceRequest. So
+under backpressure batches grow instead of queueing: the records that arrive while the requests are in flight
+wait in batches that fill up to ``batch.size``, and go together in the next request.
+
+A retriable error sends the batch again after a backoff that grows from ``retry.backoff.ms`` to
+``retry.backoff.max.ms`` (KIP-580, backoff.py) until ``delivery.timeout.ms``, which covers batches in flight too
+(KIP-91: ``Sender.getExpiredInflightBatches``). Without idempotence a retried batch can land after a later one
+(reordering) or twice (a lost response); with it, the producer id and per-partition sequence numbers, assigned
+when a batch is drained, let the leader refuse both (KIP-98). ``max.in.flight.requests.per.connection=1`` keeps
+order by muting a partition while its batch is in flight (``RecordAccumulator.mutePartition``).
 """
 from __future__ import annotations
 
-from bisect import insort
+from collections import deque
 
 import numpy as np
 
@@ -76,13 +87,18 @@ def producer_config(given) -> tuple[Config, list[str]]:
     return config, notes
 
 
+INF = float("inf")
+EPS = 1e-9     # a timer set for t fires at a float within an ulp of t: deadlines compare with this slack
+
+
 class SendBatch:
-    """A batch on the client side: the records, who is waiting for them, and its delivery attempts."""
+    """A batch on the client side (Java's ``ProducerBatch``): the records, who is waiting for them, and its
+    delivery attempts. Records arrive as numpy chunks, joined once when the sender drains the batch."""
 
     __slots__ = ("tp", "values", "keys", "payloads", "invoke_times", "created", "order", "attempts",
-                 "sequence", "wire", "retry_at", "maybe_written", "futures", "sealed", "count", "corr")
+                 "sequence", "wire", "retry_at", "ready_at", "maybe_written", "futures", "closed", "done", "count")
 
-    def __init__(self, tp, created, order):
+    def __init__(self, tp, created, order, ready_at):
         self.tp = tp
         self.values, self.keys, self.invoke_times, self.payloads, self.futures = [], [], [], None, None
         self.created = created
@@ -90,11 +106,12 @@ class SendBatch:
         self.attempts = 0
         self.sequence = -1
         self.wire = None
-        self.retry_at = 0.0
+        self.retry_at = 0.0           # a retried batch backs off until then (RecordAccumulator.shouldBackoff)
+        self.ready_at = ready_at      # then it has waited linger.ms (after a retry: its backoff, at least linger)
         self.maybe_written = False
-        self.sealed = False
+        self.closed = False           # drained once: takes no more records (ProducerBatch.close)
+        self.done = False             # has its outcome (completed, failed or expired)
         self.count = 0
-        self.corr = -1
 
     def __lt__(self, other):
         return self.order < other.order
@@ -121,6 +138,8 @@ class Producer(Client):
         self.linger = config.seconds("linger.ms")
         self.record_size = record_size
         self.records_per_batch = max(1, config["batch.size"] // max(1, record_size))
+        self.max_request_size = config["max.request.size"]
+        self.ordered = self.max_in_flight == 1         # Java's guaranteeMessageOrder: mute partitions in flight
         self._rng = world.rng(f"{name}/producer")
         self._backoff = ExponentialBackoff(self.retry_backoff, config.seconds("retry.backoff.max.ms"), self._rng)
         self.txn = None
@@ -138,16 +157,21 @@ class Producer(Client):
         self.producer_id = -1
         self.producer_epoch = 0
         self._sequences: dict[tuple, int] = {}
-        self.open: dict[tuple, SendBatch] = {}        # the accumulator: one open batch per partition
-        self.queued: dict[tuple, list] = {}            # sealed batches waiting to be sent, in order
-        self.sending: dict[int, SendBatch] = {}       # corr -> batch in flight
+        self.batches: dict[tuple, deque] = {}         # the accumulator: tp -> batches, oldest first
+        self.requests: dict[int, tuple] = {}          # corr -> (broker id, [batches]): produce requests in flight
         self.in_flight: dict[int, int] = {}           # broker id -> requests in flight
+        self.inflight_batches: dict[tuple, list] = {}  # tp -> its batches in flight (Sender.inFlightBatches)
+        self._muted: set = set()                       # max.in.flight=1: partitions with a batch in flight
+        self._drain_index: dict[int, int] = {}        # broker id -> where the last drain stopped
         self._sticky: dict[str, tuple] = {}           # topic -> (sticky partition, records sent to it)
         self._tables: dict[tuple, np.ndarray] = {}
         self._order = 0
         self._unresolved: set = set()                  # partitions with an expired batch (KIP-360)
+        self._gaps: set = set()                        # ... or whose next batch was refused OUT_OF_ORDER
         self._acked_seq: dict[tuple, int] = {}        # highest sequence acknowledged per partition
-        self._pump_scheduled = False
+        self._wakeups: list = []                       # when the sender is due to run (scheduled timers)
+        self._next_expiry = INF                        # no batch reaches delivery.timeout.ms before this
+        self._flushing = 0                             # flush() calls waiting (RecordAccumulator.flushInProgress)
         self.outstanding = 0                            # records handed to send() and not yet acknowledged or failed
         self.flush_waiters = []                         # callbacks for when outstanding reaches 0
         if self.txn is not None:
@@ -159,10 +183,11 @@ class Producer(Client):
     def on_crash(self):
         """Every record not yet acknowledged ends: ``info`` if it may be in the log, ``fail`` if never sent."""
         self.world.history.event(self.now, self.name, "crash", detail="producer process crashed")
-        batches = list(self.open.values()) + [b for q in self.queued.values() for b in q] + list(self.sending.values())
+        batches = [b for q in self.batches.values() for b in q]
+        batches += [b for _, sent in self.requests.values() for b in sent if not b.done]
+        self.batches, self.requests, self.inflight_batches = {}, {}, {}
         for batch in sorted(batches):
             self._finish(batch, "info" if batch.maybe_written or batch.attempts else "fail", error="CRASHED")
-        self.open, self.queued, self.sending = {}, {}, {}
         if self.txn is not None:
             self.txn.on_crash()
 
@@ -185,8 +210,8 @@ class Producer(Client):
     def new_epoch(self, producer_id, producer_epoch):
         """A producer id and epoch from InitProducerId (or EndTxn, KIP-890): sequences start again from 0."""
         self.producer_id, self.producer_epoch = producer_id, producer_epoch
-        self._sequences, self._acked_seq, self._unresolved = {}, {}, set()
-        for queue in self.queued.values():
+        self._sequences, self._acked_seq, self._unresolved, self._gaps = {}, {}, set(), set()
+        for queue in self.batches.values():
             for batch in queue:
                 batch.sequence, batch.wire = -1, None
         self._pump()
@@ -221,18 +246,23 @@ class Producer(Client):
     def flush(self):
         """SimPy generator: wait until every record handed to send() has an outcome (or this process dies)."""
         env, incarnation = self.world.env, self.incarnation
-        while self.outstanding > 0 and self.up and self.incarnation == incarnation:
-            event = env.event()
-            self.flush_waiters.append(lambda _, e=event: e.succeed() if not e.triggered else None)
-            self._pump()
-            yield env.any_of([event, env.timeout(0.1)])
+        self._flushing += 1          # every partition's batch is ready at once (RecordAccumulator.beginFlush)
+        try:
+            while self.outstanding > 0 and self.up and self.incarnation == incarnation:
+                event = env.event()
+                self.flush_waiters.append(lambda _, e=event: e.succeed() if not e.triggered else None)
+                self._pump()
+                yield env.any_of([event, env.timeout(0.1)])
+        finally:
+            if self.incarnation == incarnation:
+                self._flushing -= 1
 
     def drop_unsent(self, error):
         """Fail every batch not yet sent (abort_transaction, or a fenced producer)."""
-        batches = list(self.open.values()) + [b for q in self.queued.values() for b in q]
-        self.open, self.queued = {}, {}
+        batches = [b for q in self.batches.values() for b in q]
+        for queue in self.batches.values():
+            queue.clear()
         for batch in sorted(batches):
-            batch.sealed = True                  # its linger timer must not send it after all
             self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
 
     # ---- the application's side -------------------------------------------------------------------------
@@ -288,8 +318,8 @@ class Producer(Client):
             return
         if self.txn is not None:
             self.txn.check_send()
-        self.outstanding += sum(len(g[1]) for g in groups)
         for partition, values, keys, times in groups:
+            self.outstanding += len(values)
             self._append((topic, partition), values, keys, times, None, None)
 
     def partitions_of(self, topic: str, keys):
@@ -358,87 +388,173 @@ class Producer(Client):
             start = end
 
     def _append(self, tp, values, keys, times, payloads, futures):
-        start = 0
+        """Add records to the partition's last batch while it is open and not full, then to new ones behind it
+        (``RecordAccumulator.append``). Wakes the sender as Java's does when a batch fills or a new one starts:
+        at once if that made the partition ready, else when its first batch will have lingered enough."""
+        queue = self.batches.get(tp)
+        if queue is None:
+            queue = self.batches[tp] = deque()
+        was_empty = not queue
+        capacity = self.records_per_batch
+        now = self.now
         n = len(values)
+        start = 0
+        filled = False
         while start < n:
-            batch = self.open.get(tp)
-            if batch is None:
+            batch = queue[-1] if queue else None
+            if batch is None or batch.closed or batch.count >= capacity:
                 self._order += 1
-                batch = self.open[tp] = SendBatch(tp, self.now, self._order)
-                self.call_later(self.linger, self._linger_expired, batch)
-            end = min(n, start + self.records_per_batch - len(batch))
-            batch.values.append(values[start:end])
-            batch.keys.append(keys[start:end])
-            batch.invoke_times.append(times[start:end])
+                batch = SendBatch(tp, now, self._order, now + self.linger)
+                filled = filled or bool(queue)            # a second batch: the first is as good as full
+                queue.append(batch)
+                if now + self.delivery_timeout < self._next_expiry:
+                    self._next_expiry = now + self.delivery_timeout
+            end = min(n, start + capacity - batch.count)
+            if start == 0 and end == n:
+                batch.values.append(values)
+                batch.keys.append(keys)
+                batch.invoke_times.append(times)
+            else:
+                batch.values.append(values[start:end])
+                batch.keys.append(keys[start:end])
+                batch.invoke_times.append(times[start:end])
             batch.count += end - start
             if payloads is not None:
                 batch.payloads = (batch.payloads or []) + list(payloads[start:end])
             if futures is not None:
                 batch.futures = (batch.futures or []) + list(futures[start:end])
             start = end
-            if batch.count >= self.records_per_batch:
-                self._seal(batch)
-
-    def _linger_expired(self, batch):
-        if not batch.sealed:
-            self._seal(batch)
-
-    def _seal(self, batch):
-        batch.sealed = True
-        if self.open.get(batch.tp) is batch:
-            del self.open[batch.tp]
-        batch.values = np.concatenate(batch.values)
-        batch.keys = np.concatenate(batch.keys)
-        batch.invoke_times = np.concatenate(batch.invoke_times)
-        insort(self.queued.setdefault(batch.tp, []), batch)
-        self._pump()
+            if batch.count >= capacity:
+                filled = True
+        if filled:
+            self._wake(now)
+        elif was_empty:
+            self._wake(queue[0].ready_at)
 
     # ---- the sender -------------------------------------------------------------------------------------
+    def _wake(self, when):
+        """Run the sender at ``when`` (or earlier): one timer, unless one already set fires by then."""
+        for due in self._wakeups:
+            if due <= when:
+                return
+        self._wakeups.append(when)
+        self.call_later(max(0.0, when - self.now), self._woken, when)
+
+    def _woken(self, when):
+        self._wakeups.remove(when)
+        self._pump()
+
     def _pump(self):
-        """Send every batch that may go now (Kafka's Sender loop)."""
+        """One pass of Kafka's ``Sender.sendProducerData``: expire batches past ``delivery.timeout.ms`` (queued or
+        in flight), find the brokers with a partition ready (``RecordAccumulator.ready``), drain one batch of
+        every partition each of them leads into one ProduceRequest per broker (``RecordAccumulator.drain``),
+        and set the one timer for when the next batch not yet ready will be."""
+        now = self.now
+        if now + EPS >= self._next_expiry:
+            self._expire_batches(now)
         if self.idempotent and (self.producer_id < 0 or self._unresolved):
             if self.producer_id < 0:
-                return
+                return                                   # InitProducerId first (its answer calls _pump)
             self._resolve_sequences()
         txn = self.txn
-        now = self.now
+        flushing = self._flushing > 0 or (txn is not None and txn.state == "committing")
+        capacity = self.records_per_batch
+        leaders = self.leaders
+        muted = self._muted
+        topic_errors = self.topic_errors
+        ready_nodes = {}
+        next_check = INF
         need_metadata = False
-        for tp, queue in self.queued.items():
-            if self.topic_errors and queue and tp[0] in self.topic_errors:
-                self._refuse(tp, queue)                  # the metadata refused the topic: fail, do not wait
+        refused = []
+        for tp, queue in self.batches.items():
+            if not queue:
                 continue
-            if tp in self._unresolved:
-                continue                                 # no new sequences until the gap is resolved
-            if txn is not None and queue and not txn.can_send(tp):
-                continue                                 # AddPartitionsToTxn first
-            while queue:
-                batch = queue[0]
-                if now - batch.created >= self.delivery_timeout:
-                    queue.pop(0)
-                    self._expire(batch)
-                    continue
-                if batch.retry_at > now:
-                    break
-                leader = self.leader_of(tp)
-                if leader < 0:
-                    need_metadata = True
-                    break
-                if self.in_flight.get(leader, 0) >= self.max_in_flight or not self.ready(leader):
-                    break
-                queue.pop(0)
-                self._send(batch, leader)
+            if topic_errors and tp[0] in topic_errors:
+                refused.append(tp)                       # the metadata refused the topic: fail, do not wait
+                continue
+            known = leaders.get(tp)
+            if known is None or known[0] < 0:
+                need_metadata = True
+                continue
+            leader = known[0]
+            if leader in ready_nodes or tp in muted:
+                continue
+            first = queue[0]
+            if first.retry_at > now + EPS:                # backing off (RecordAccumulator.shouldBackoff)
+                if first.retry_at < next_check:
+                    next_check = first.retry_at
+            elif len(queue) > 1 or first.count >= capacity or flushing or first.ready_at <= now + EPS:
+                ready_nodes[leader] = True
+            elif first.ready_at < next_check:
+                next_check = first.ready_at
+        for tp in refused:
+            self._refuse(tp, self.batches[tp])
         if need_metadata:
             self.refresh_metadata()
-            self._schedule_pump(self.retry_backoff)
+            next_check = min(next_check, now + self.retry_backoff)
+        for leader in ready_nodes:
+            if self.in_flight.get(leader, 0) >= self.max_in_flight or not self.ready(leader):
+                continue                                 # a response, or the connection, calls _pump again
+            drained = self._drain(leader, now)
+            if drained:
+                self._send(leader, drained)
+        if next_check < INF:
+            self._wake(next_check)
+        if self._next_expiry < INF:
+            self._wake(self._next_expiry)
 
-    def _schedule_pump(self, delay):
-        if not self._pump_scheduled:
-            self._pump_scheduled = True
-            self.call_later(delay, self._scheduled_pump)
+    def _drain(self, leader, now):
+        """The first batch of every partition ``leader`` leads (``RecordAccumulator.drainBatchesForOneNode``),
+        starting where the last drain for it stopped (Java's per-node ``drainIndex``, so no partition starves),
+        up to ``max.request.size``. Skipped: muted partitions, batches backing off, partitions not yet in the
+        transaction (AddPartitionsToTxn first), new batches of a partition with an unresolved sequence (KIP-360),
+        and a retried batch that is not the first of its partition in flight (``shouldStopDrainBatchesForPartition``;
+        Java stops draining the node there, edsim skips the partition). Idempotent batches get their producer id
+        and sequence numbers here, once: a retry keeps them."""
+        leaders = self.leaders
+        parts = [tp for tp in self.batches if leaders.get(tp, (-1,))[0] == leader]
+        n = len(parts)
+        if not n:
+            return []
+        start = i = self._drain_index.get(leader, 0) % n
+        drained = []
+        size = 0
+        limit = self.max_request_size
+        record_size = self.record_size
+        muted = self._muted
+        txn = self.txn
+        idempotent = self.idempotent
+        while True:
+            tp = parts[i]
+            self._drain_index[leader] = i
+            i = (i + 1) % n
+            queue = self.batches[tp]
+            if queue and tp not in muted:
+                first = queue[0]
+                if first.retry_at <= now + EPS:
+                    nbytes = first.count * record_size
+                    if drained and size + nbytes > limit:
+                        break
+                    if not ((txn is not None and not txn.can_send(tp)) or (idempotent and self._out_of_turn(tp, first))):
+                        queue.popleft()
+                        if idempotent and first.sequence < 0:
+                            first.sequence = self._sequences.get(tp, 0)
+                            self._sequences[tp] = first.sequence + first.count
+                            first.wire = None
+                        first.closed = True
+                        size += nbytes
+                        drained.append(first)
+            if i == start:
+                break
+        return drained
 
-    def _scheduled_pump(self):
-        self._pump_scheduled = False
-        self._pump()
+    def _out_of_turn(self, tp, first):
+        """May not go yet (Java's ``shouldStopDrainBatchesForPartition``): a new batch while the partition's
+        sequence is unresolved, or a retried one while an earlier sequence of the partition is in flight."""
+        if first.sequence < 0:
+            return tp in self._unresolved
+        flying = self.inflight_batches.get(tp)
+        return bool(flying) and min(b.sequence for b in flying) != first.sequence
 
     def on_metadata(self, changed):
         self._pump()
@@ -449,7 +565,7 @@ class Producer(Client):
         topic's metadata again, so an ACL granted meanwhile is seen."""
         error = self.topic_errors[tp[0]]
         while queue:
-            batch = queue.pop(0)
+            batch = queue.popleft()
             self.errors[error] = self.errors.get(error, 0) + 1
             self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
         self.refresh_metadata()
@@ -458,68 +574,155 @@ class Producer(Client):
         self._pump()
 
     def on_tick(self):
-        if any(self.queued.values()):
-            self._pump()
+        if self.outstanding:
+            self._pump()          # e.g. a reconnect backoff has passed (Java's NetworkClient.pollDelayMs)
 
-    def _send(self, batch, leader):
-        if self.idempotent and batch.sequence < 0:
-            batch.sequence = self._sequences.get(batch.tp, 0)
-            self._sequences[batch.tp] = batch.sequence + len(batch)
-            batch.wire = None
-        if batch.wire is None:
-            batch.wire = Batch(-1, -1, batch.values, batch.keys, batch.payloads,
-                               self.producer_id if self.idempotent else -1,
-                               self.producer_epoch if self.idempotent else -1, batch.sequence, batch.created,
-                               transactional=self.txn is not None, record_size=self.record_size)
-        batch.attempts += 1
-        request = P.ProduceRequest(0, batch.tp, batch.wire, self.acks, self.request_timeout)
+    def _send(self, leader, drained):
+        """One ProduceRequest to ``leader`` with a batch per partition (``Sender.sendProduceRequest``)."""
+        partitions = {}
+        idempotent = self.idempotent
+        for batch in drained:
+            if batch.wire is None:
+                if type(batch.values) is list:
+                    batch.values = np.concatenate(batch.values) if len(batch.values) > 1 else batch.values[0]
+                    batch.keys = np.concatenate(batch.keys) if len(batch.keys) > 1 else batch.keys[0]
+                    batch.invoke_times = (np.concatenate(batch.invoke_times) if len(batch.invoke_times) > 1
+                                          else batch.invoke_times[0])
+                batch.wire = Batch(-1, -1, batch.values, batch.keys, batch.payloads,
+                                   self.producer_id if idempotent else -1,
+                                   self.producer_epoch if idempotent else -1, batch.sequence, batch.created,
+                                   transactional=self.txn is not None, record_size=self.record_size)
+            batch.attempts += 1
+            partitions[batch.tp] = batch.wire
+        request = P.ProduceRequest(0, partitions, self.acks, self.request_timeout)
         if self.acks == "0":
             request.reply_to = self.name
             self.world.network.send(self, f"broker-{leader}", request)
-            batch.maybe_written = True
-            self._finish(batch, "ok", offsets=-1)     # no answer will come: the send counts as done
+            for batch in drained:
+                batch.maybe_written = True
+                self._finish(batch, "ok", offsets=-1)     # no answer will come: the send counts as done
             return
-        batch.corr = self.request(leader, request, lambda r, b=batch, l=leader: self._on_response(b, l, r))
-        self.sending[batch.corr] = batch
+        inflight = self.inflight_batches
+        for batch in drained:
+            flying = inflight.get(batch.tp)
+            if flying is None:
+                inflight[batch.tp] = [batch]
+            else:
+                flying.append(batch)
+        if self.ordered:
+            self._muted.update(partitions)
+        corr = self.request(leader, request, lambda r, q=request: self._on_response(q, r))
+        self.requests[corr] = (leader, drained)
         self.in_flight[leader] = self.in_flight.get(leader, 0) + 1
 
-    def _on_response(self, batch, leader, response):
+    def _on_response(self, request, response):
+        """The answer to a ProduceRequest: each batch completes, retries, expires or fails on its own partition's
+        result (``Sender.handleProduceResponse`` / ``completeBatch``); an error code instead of a response (timeout,
+        disconnection) is every batch's result."""
+        leader, drained = self.requests.pop(request.corr)
         self.in_flight[leader] -= 1
-        self.sending.pop(batch.corr, None)
-        error = response if isinstance(response, str) else response.error
+        results = None if isinstance(response, str) else response.results
+        error, base = response, -1
+        inflight = self.inflight_batches
+        for batch in drained:
+            tp = batch.tp
+            if self.ordered:
+                self._muted.discard(tp)
+            flying = inflight.get(tp)
+            if flying and batch in flying:
+                flying.remove(batch)
+            if results is not None:
+                error, base = results.get(tp, (P.NETWORK_EXCEPTION, -1))
+            self._complete(batch, error, base)
+        self._pump()
+
+    def _complete(self, batch, error, base):
+        tp = batch.tp
+        if batch.done:
+            # expired at delivery.timeout.ms while in flight: its outcome is reported; the answer only tells the
+            # sequence bookkeeping that it was written (Java's ProducerBatch.complete after expiry does nothing)
+            if error is None and self.idempotent and batch.sequence >= 0:
+                self._acked_seq[tp] = max(self._acked_seq.get(tp, -1), batch.sequence + batch.count - 1)
+            return
         if error is None:
             if self.idempotent:
-                end = batch.sequence + len(batch) - 1
-                self._acked_seq[batch.tp] = max(self._acked_seq.get(batch.tp, -1), end)
-            offsets = response.base_offset + np.arange(len(batch), dtype=np.int64)
+                end = batch.sequence + batch.count - 1
+                self._acked_seq[tp] = max(self._acked_seq.get(tp, -1), end)
+            offsets = base + np.arange(batch.count, dtype=np.int64)
             self._finish(batch, "ok", offsets=offsets)
+            return
+        self.errors[error] = self.errors.get(error, 0) + 1
+        if error in P.OUTCOME_UNKNOWN:
+            batch.maybe_written = True
+        if (error == P.OUT_OF_ORDER_SEQUENCE_NUMBER and self.idempotent and self.txn is None
+                and batch.sequence == self._acked_seq.get(tp, -1) + 1):
+            # Java's TransactionManager (KIP-360): the refused batch is the next after the last acknowledged
+            # one, so the partition lost acknowledged records (an unclean election, a truncation); sequences
+            # can only start again in a new epoch, bumped once nothing is in flight.
+            self._unresolved.add(tp)
+            self._gaps.add(tp)
+        if error in REFRESH:
+            self.refresh_metadata()
+        now = self.now
+        expired = now - batch.created >= self.delivery_timeout - EPS
+        if self.txn is not None and error in FENCED:
+            self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
+        elif error in RETRIABLE and batch.attempts <= self.retries and not expired:
+            backoff = self._backoff(batch.attempts - 1)   # KIP-580
+            batch.retry_at = now + backoff
+            batch.ready_at = now + max(backoff, self.linger)
+            self._reenqueue(batch)
+        elif expired:
+            self._expire(batch)
         else:
-            self.errors[error] = self.errors.get(error, 0) + 1
-            if error in P.OUTCOME_UNKNOWN:
-                batch.maybe_written = True
-            if (error == P.OUT_OF_ORDER_SEQUENCE_NUMBER and self.idempotent and self.txn is None
-                    and batch.sequence == self._acked_seq.get(batch.tp, -1) + 1):
-                # Java's TransactionManager (KIP-360): the refused batch is the next after the last acknowledged
-                # one, so the partition lost acknowledged records (an unclean election, a truncation); sequences
-                # can only start again in a new epoch, bumped once nothing is in flight.
-                self._unresolved.add(batch.tp)
-            if error in REFRESH:
-                self.refresh_metadata()
-            expired = self.now - batch.created >= self.delivery_timeout
-            if self.txn is not None and error in FENCED:
-                self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
-            elif error in RETRIABLE and batch.attempts <= self.retries and not expired:
-                backoff = self._backoff(batch.attempts - 1)   # KIP-580
-                batch.retry_at = self.now + backoff
-                insort(self.queued.setdefault(batch.tp, []), batch)
-                self.call_later(backoff, self._pump)
-            elif expired:
-                self._expire(batch)
-            else:
-                if error in P.AUTHORIZATION_FAILED:
-                    self._release_sequences(batch)
-                self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
-        self._pump()
+            if error in P.AUTHORIZATION_FAILED:
+                self._release_sequences(batch)
+            self._finish(batch, "info" if batch.maybe_written else "fail", error=error)
+
+    def _reenqueue(self, batch):
+        """Back to the front of its partition's deque (``RecordAccumulator.reenqueue``): in sequence order for an
+        idempotent producer (``insertInSequenceOrder``), else first."""
+        queue = self.batches.get(batch.tp)
+        if queue is None:
+            queue = self.batches[batch.tp] = deque()
+        if not self.idempotent:
+            queue.appendleft(batch)
+            return
+        for i, other in enumerate(queue):
+            if other.order > batch.order:
+                queue.insert(i, batch)
+                return
+        queue.append(batch)
+
+    def _expire_batches(self, now):
+        """Batches ``delivery.timeout.ms`` after their creation fail with DELIVERY_TIMEOUT, queued
+        (``RecordAccumulator.expiredBatches``) or in flight (KIP-91, ``Sender.getExpiredInflightBatches``: ``info``,
+        the request may have written it; its late answer is then ignored). Sets when the next one is due."""
+        timeout = self.delivery_timeout
+        cutoff = now - timeout + EPS
+        expired = []
+        following = INF
+        for queue in self.batches.values():
+            while queue and queue[0].created <= cutoff:
+                expired.append(queue.popleft())
+            if queue and queue[0].created + timeout < following:
+                following = queue[0].created + timeout
+        for flying in self.inflight_batches.values():
+            if not flying:
+                continue
+            keep = []
+            for batch in flying:
+                if batch.created <= cutoff:
+                    batch.maybe_written = True
+                    expired.append(batch)
+                else:
+                    keep.append(batch)
+                    if batch.created + timeout < following:
+                        following = batch.created + timeout
+            flying[:] = keep
+        self._next_expiry = following
+        for batch in sorted(expired):
+            self._expire(batch)
 
     def _release_sequences(self, batch):
         """A batch refused for good, not written (TOPIC_AUTHORIZATION_FAILED): the batches numbered after it move
@@ -530,7 +733,7 @@ class Producer(Client):
         tp, first, n = batch.tp, batch.sequence, len(batch)
         if self._sequences.get(tp, 0) >= first + n:
             self._sequences[tp] -= n
-        for other in self.queued.get(tp, []) + [b for b in self.sending.values() if b.tp == tp]:
+        for other in list(self.batches.get(tp, ())) + self.inflight_batches.get(tp, []):
             if other.sequence > first:
                 other.sequence -= n
                 other.wire = None
@@ -547,13 +750,18 @@ class Producer(Client):
         """Java's TransactionManager.maybeResolveSequences: once nothing is in flight for a partition with an
         expired batch, either later batches were acknowledged (so the expired one was written: nothing to do) or
         the sequence has a gap, and only a new epoch with sequences from 0 lets the producer go on (KIP-360)."""
-        busy = {b.tp for b in self.sending.values()}
+        # In flight as Java's TransactionManager counts it: sent and not answered (an expired batch's late answer
+        # still tells), or numbered and waiting to be retried, unless the leader refused it as the next batch (a
+        # gap: it was not written, and it goes again in the new epoch: requestEpochBumpForPartition).
+        busy = {b.tp for _, sent in self.requests.values() for b in sent}
+        busy.update(tp for tp, queue in self.batches.items()
+                    if tp not in self._gaps and any(b.sequence >= 0 for b in queue))
         for tp in sorted(self._unresolved):            # sorted: no hash order
             if tp in busy:
                 continue
             if self._acked_seq.get(tp, -1) + 1 == self._sequences.get(tp, 0):
                 self._unresolved.discard(tp)
-            elif not self.sending:                      # the epoch is bumped with nothing in flight
+            elif not busy:                              # the epoch is bumped with nothing in flight
                 self._unresolved.clear()
                 self._bump_epoch()
                 return
@@ -561,16 +769,18 @@ class Producer(Client):
     def _bump_epoch(self):
         # Java bumps the epoch through InitProducerId; edsim bumps it in place: same effect on the broker.
         self._unresolved: set = set()                  # partitions with an expired batch (KIP-360)
+        self._gaps: set = set()
         self._acked_seq: dict[tuple, int] = {}        # highest sequence acknowledged per partition
         self.producer_epoch += 1
         self._sequences = {}
-        for queue in self.queued.values():
+        for queue in self.batches.values():
             for batch in queue:
                 batch.sequence = -1
 
     # ---- outcomes ---------------------------------------------------------------------------------------
     def _finish(self, batch, type_, offsets=-1, error=""):
         tp = batch.tp
+        batch.done = True
         values = batch.values if isinstance(batch.values, np.ndarray) else np.concatenate(batch.values or [[]])
         keys = batch.keys if isinstance(batch.keys, np.ndarray) else np.concatenate(batch.keys or [[]])
         times = batch.invoke_times if isinstance(batch.invoke_times, np.ndarray) else \

@@ -236,12 +236,20 @@ class Broker(Node):
         kind = type(req)
         reply_to = req.reply_to
         if kind is P.ProduceRequest:
-            if allowed(principal, "WRITE", "TOPIC", req.tp[0]):
+            # KafkaApis.handleProduceRequest: WRITE is asked per topic; the partitions of a denied topic are
+            # answered TOPIC_AUTHORIZATION_FAILED, the others appended, all in the one response
+            verdicts = {}
+            denied = {}
+            for tp in req.partitions:
+                topic = tp[0]
+                ok = verdicts.get(topic)
+                if ok is None:
+                    ok = verdicts[topic] = allowed(principal, "WRITE", "TOPIC", topic)
+                if not ok:
+                    denied[tp] = (P.TOPIC_AUTHORIZATION_FAILED, -1)
+            if not denied:
                 return False
-            if req.acks == "0":                      # acks=0 gets no answer: on an error Kafka closes the connection
-                self.send(reply_to, Disconnected(self.name))
-            else:
-                self.send(reply_to, P.ProduceResponse(req.corr, req.tp, P.TOPIC_AUTHORIZATION_FAILED))
+            self._produce(req, denied)
             return True
         if kind is P.FetchRequest:
             if req.replica >= 0 or allowed(principal, "READ", "TOPIC", req.tp[0]):
@@ -322,20 +330,53 @@ class Broker(Node):
             if replica.role == "follower" and replica.leader == leader:
                 replica.fetch_failed()
 
-    def _produce(self, req):
-        replica = self.replicas.get(req.tp)
+    def _produce(self, req, results=None):
+        """Append each partition of a ProduceRequest and answer once, when every partition has its result
+        (``ReplicaManager.appendRecords``; for acks=all Kafka's ``DelayedProduce`` waits until the high watermark
+        reached every partition's records or the request's timeout passed, REQUEST_TIMED_OUT for the partitions
+        still waiting). ``results`` holds partitions answered already (refused by the authorizer). acks=0 gets
+        no answer: on any error Kafka closes the connection."""
         client = req.reply_to
-        corr, tp = req.corr, req.tp
+        acks = req.acks
+        results = {} if results is None else results
+        if acks == "0":
+            failed = bool(results)
 
-        def reply(error, base=-1):
-            if req.acks != "0":
-                self.send(client, P.ProduceResponse(corr, tp, error, base))
-            elif error is not None:      # acks=0 gets no answer: on an error Kafka closes the connection
+            def note(error, base=-1):
+                nonlocal failed
+                if error is not None:
+                    failed = True
+
+            for tp, batch in req.partitions.items():
+                if tp not in results:
+                    replica = self.replicas.get(tp)
+                    if replica is None:
+                        failed = True
+                    else:
+                        replica.handle_produce(batch, acks, req.timeout, note)
+            if failed:
                 self.send(client, Disconnected(self.name))
+            return
+        waiting = [len(req.partitions) - len(results)]
+        corr = req.corr
 
-        if replica is None:
-            return reply(P.NOT_LEADER_OR_FOLLOWER)
-        replica.handle_produce(req, reply)
+        def answered(tp, error, base):
+            results[tp] = (error, base)
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                self.send(client, P.ProduceResponse(corr, results))
+
+        if not waiting[0]:
+            return self.send(client, P.ProduceResponse(corr, results))
+        for tp, batch in req.partitions.items():
+            if tp in results:
+                continue
+            replica = self.replicas.get(tp)
+            if replica is None:
+                answered(tp, P.NOT_LEADER_OR_FOLLOWER, -1)
+            else:
+                replica.handle_produce(batch, acks, req.timeout,
+                                       lambda error, base=-1, tp=tp: answered(tp, error, base))
 
     def _fetch(self, req):
         replica = self.replicas.get(req.tp)

@@ -140,8 +140,7 @@ class GroupCoordinator:
         pid, epoch = producer if producer is not None else (-1, -1)
         batch = Batch(-1, -1, np.full(n, -1, np.int64), np.full(n, -1, np.int64), list(records), pid, epoch,
                       transactional=producer is not None)
-        replica.handle_produce(P.ProduceRequest(0, replica.tp, batch, "all", self.commit_timeout),
-                               lambda error, base=-1: done(error))
+        replica.handle_produce(batch, "all", self.commit_timeout, lambda error, base=-1: done(error))
 
     # ---- requests ---------------------------------------------------------------------------------------
     def handle(self, message, send):

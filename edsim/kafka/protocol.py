@@ -7,7 +7,6 @@ the tuple ``(topic, partition)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 # Error codes (org.apache.kafka.common.protocol.Errors). None means success.
 NOT_LEADER_OR_FOLLOWER = "NOT_LEADER_OR_FOLLOWER"
@@ -38,9 +37,10 @@ OUTCOME_UNKNOWN = frozenset({REQUEST_TIMED_OUT, NETWORK_EXCEPTION, NOT_ENOUGH_RE
 
 @dataclass(slots=True)
 class ProduceRequest:
+    """One request per broker carries a batch for each partition it leads that the producer drained (Java's
+    ``Sender.sendProduceRequest``: ``partitions`` is tp -> Batch, one batch per partition)."""
     corr: int
-    tp: tuple
-    batch: Any
+    partitions: dict
     acks: str
     timeout: float
     reply_to: str = ""
@@ -48,10 +48,10 @@ class ProduceRequest:
 
 @dataclass(slots=True)
 class ProduceResponse:
+    """Answered once every partition of the request has its result (Kafka's ``DelayedProduce``): ``results``
+    is tp -> (error or None, base offset or -1)."""
     corr: int
-    tp: tuple
-    error: str | None
-    base_offset: int = -1
+    results: dict
 
 
 @dataclass(slots=True)

@@ -20,10 +20,7 @@ INTERNAL = (OFFSETS_TOPIC, TXN_TOPIC)
 _MARKER_VALUE = np.full(1, -1, np.int64)     # a marker's one record: no application value
 
 
-class _MarkerAck:
-    """A marker is acknowledged like an acks=all produce request."""
-    acks = "all"
-    timeout = 30.0
+MARKER_TIMEOUT = 30.0     # a marker is acknowledged like an acks=all produce request with this timeout
 
 
 class FollowerState:
@@ -144,12 +141,16 @@ class Replica:
             self.send_fetch()
 
     # ---- leader: produce ---------------------------------------------------------------------------------
-    def handle_produce(self, req: P.ProduceRequest, reply):
+    def handle_produce(self, batch, acks: str, timeout: float, reply):
+        """Append one partition's batch of a produce request (Kafka's ``Partition.appendRecordsToLeader``) and
+        call ``reply(error, base_offset)`` once it is answered: at once for acks=1, once the high watermark
+        reaches it for acks=all (at most ``timeout`` later: REQUEST_TIMED_OUT), never for acks=0. The broker
+        gathers the partitions of one ProduceRequest (``ReplicaManager.appendRecords``, ``DelayedProduce``);
+        the group and transaction coordinators call this directly for their internal topics."""
         if self.role != "leader":
             return reply(P.NOT_LEADER_OR_FOLLOWER)
-        if req.acks == "all" and len(self.isr) < self.effective_min_isr:
+        if acks == "all" and len(self.isr) < self.effective_min_isr:
             return reply(P.NOT_ENOUGH_REPLICAS)
-        batch = req.batch
         if self.compacted and batch.control is None and (batch.keys < 0).any():
             return reply(P.INVALID_RECORD)     # LogValidator: "Compacted topic cannot accept message without key"
         if batch.producer_id >= 0:
@@ -157,21 +158,21 @@ class Replica:
             if verdict == "error":
                 return reply(detail)
             if verdict == "duplicate":   # a retry of a batch already in the log: answer with its offset
-                return self._acknowledge(req, reply, detail, detail + len(batch))
+                return self._acknowledge(acks, timeout, reply, detail, detail + len(batch))
         placed = batch.at(self.log.end, self.leader_epoch)
         self.log.append(placed)
         if placed.producer_id >= 0:
             self.producers.record(placed)
         self._wake_followers()
         self.maybe_advance_hw()
-        self._acknowledge(req, reply, placed.base, placed.end)
+        self._acknowledge(acks, timeout, reply, placed.base, placed.end)
 
-    def _acknowledge(self, req, reply, base, end):
-        if req.acks == "0":
+    def _acknowledge(self, acks, timeout, reply, base, end):
+        if acks == "0":
             return
-        if req.acks == "1" or self.hw >= end:
+        if acks == "1" or self.hw >= end:
             return self._reply_produce(reply, base)
-        deadline = self.broker.now + req.timeout
+        deadline = self.broker.now + timeout
         self.waiting_produce.append([deadline, end, base, reply])
         self.broker.wait_until(deadline)
 
@@ -203,7 +204,7 @@ class Replica:
         self.producers.record_marker(marker)
         self._wake_followers()
         self.maybe_advance_hw()
-        self._acknowledge(_MarkerAck, reply, marker.base, marker.end)
+        self._acknowledge("all", MARKER_TIMEOUT, reply, marker.base, marker.end)
 
     # ---- leader: fetch -----------------------------------------------------------------------------------
     def handle_fetch(self, req: P.FetchRequest, reply):

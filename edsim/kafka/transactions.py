@@ -98,7 +98,7 @@ class TransactionCoordinator:
             txn.pending = False
             done(error)
 
-        replica.handle_produce(P.ProduceRequest(0, replica.tp, batch, "all", 5.0), written)
+        replica.handle_produce(batch, "all", 5.0, written)
 
     # ---- requests from producers ------------------------------------------------------------------------
     def handle(self, message, send):
