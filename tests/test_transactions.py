@@ -266,12 +266,14 @@ def _delayed_write(version):
             yield from p.commit_transaction()
         except KafkaError:
             yield from p.abort_transaction()         # the batch expired (delivery.timeout.ms): abort
-        yield env.timeout(6.0)
+        # the next transaction starts once the late write has surely landed: it takes 5 s plus the network's
+        # jitter x 10,000 (exponential, mean 1 s), so its arrival moves with every draw of the network's stream
+        yield env.timeout(12.0)
         p.begin_transaction()
         p.send("orders", 3, partition=part)
         yield from p.commit_transaction()
     c.env.process(app(c.env))
-    c.run(until=20)
+    c.run(until=26)
     return c, log_of(c, ("orders", part))[1]
 
 
