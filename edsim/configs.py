@@ -251,9 +251,16 @@ BROKER = _table(
     Setting("replica.lag.time.max.ms", 30000, non_negative_number,
             "a follower that has not caught up to the leader's log end for this long leaves the ISR"),
     Setting("replica.fetch.wait.max.ms", 500, non_negative_number,
-            "how long the leader holds a follower's fetch that finds nothing new"),
+            "how long the leader holds a follower's fetch that has fewer than replica.fetch.min.bytes new"),
+    Setting("replica.fetch.min.bytes", 1, positive_int,
+            "the leader holds a follower's fetch (up to replica.fetch.wait.max.ms) until this many bytes are new "
+            "across its partitions"),
+    Setting("replica.fetch.response.max.bytes", 10485760, positive_int,
+            "the most one answer to a follower's fetch carries over all its partitions, in whole record batches, "
+            "but always the first batch"),
     Setting("replica.fetch.backoff.ms", 1000, non_negative_number,
-            "how long a follower waits after a failed fetch before the next"),
+            "how long a follower waits after a failed fetch before the next (a partition's error delays only that "
+            "partition)"),
     Setting("replica.socket.timeout.ms", 30000, positive_number,
             "how long a follower waits for the answer to a fetch before it gives up on it"),
     Setting("replica.high.watermark.checkpoint.interval.ms", 5000, positive_number,
@@ -386,8 +393,14 @@ CONSUMER = _table(
     Setting("max.poll.interval.ms", 300000, positive_number,
             "a member that does not poll for this long leaves the group"),
     Setting("max.poll.records", 500, positive_int, "the most records one poll returns"),
+    Setting("fetch.min.bytes", 1, positive_int,
+            "the broker holds a fetch (up to fetch.max.wait.ms) until this many bytes are readable across its "
+            "partitions"),
     Setting("fetch.max.wait.ms", 500, non_negative_number,
-            "how long the broker holds a fetch that finds nothing new"),
+            "how long the broker holds a fetch that has fewer than fetch.min.bytes to return"),
+    Setting("fetch.max.bytes", 52428800, positive_int,
+            "the most one fetch returns over all its partitions, in whole record batches, but always the first "
+            "batch"),
     Setting("max.partition.fetch.bytes", 1048576, positive_int,
             "the most a fetch returns of one partition, in whole record batches, but always the first batch "
             "(KIP-74); a record's size is the producer's record_size"),

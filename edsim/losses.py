@@ -88,7 +88,7 @@ def catch_up_rows(gaps: list[tuple]) -> list[dict]:
 
 def catch_up_gaps(run) -> list[tuple]:
     """(topic, partition, why) for each partition the final catch-up did not read to its end: those offline
-    for good (it does not wait for them), and, when it ran out of time (``CATCH_UP_LIMIT``), those it had not
+    for good (it does not wait for them), and, when it ran out of time (``CATCH_UP_LIMIT``, or once open transactions timed out), those it had not
     read to their end. Empty when it read everything (or there was no catch-up)."""
     reader = getattr(run, "reader", None)
     if reader is None:
@@ -110,6 +110,9 @@ def catch_up_gaps(run) -> list[tuple]:
             gaps.append((tp[0], tp[1], f"its leader (broker {state.leader}) never answered a fetch in time"))
         elif short and position < end:
             gaps.append((tp[0], tp[1], f"read to offset {position} of {end} before the catch-up time limit"))
+        elif short and position < reader.high_watermarks.get(tp, 0):
+            gaps.append((tp[0], tp[1], f"an open transaction held the last stable offset at {end}, below the high "
+                                       f"watermark {reader.high_watermarks[tp]}, until the catch-up time limit"))
     return gaps
 
 

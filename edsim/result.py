@@ -12,7 +12,6 @@ from .configs import BROKER, CONSUMER, TOPIC, Config
 from .kafka import protocol as P
 from .metrics import cluster_frame
 from .truth import Truth
-from .run import CATCH_UP_LIMIT
 from .workload import workload_config
 
 
@@ -78,7 +77,7 @@ class Result:
                               + ", ".join(lab.auto_created))
         if run.caught_up is False:
             self.notes.append(f"the final catch-up did not reach the end of every partition within "
-                              f"{CATCH_UP_LIMIT:.0f} s: records it did not read count as unseen")
+                              f"{run.catch_up_time:.0f} s: records it did not read count as unseen")
         offline = self.truth.offline()
         if offline:
             self.notes.append("partitions still offline at the end (no eligible leader): "

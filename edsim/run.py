@@ -22,7 +22,7 @@ from .workload import workload_config, workload_services
 
 POLL_TIMEOUT = 0.5
 CATCH_UP_QUIET = 3.0   # the catch-up reader stops after this long at the end of every partition
-CATCH_UP_LIMIT = 60.0  # ... or after this long, leaving partitions that stayed offline unread
+CATCH_UP_LIMIT = 60.0  # ... or after this long (or once open transactions have timed out), leaving the rest unread
 DRAIN_LIMIT = 120.0    # after the load, the groups get this long to read every acknowledged record
 PHASES = ("workload", "drain", "heal", "catch-up", "done")
 
@@ -124,7 +124,7 @@ class Run:
         # the final reader reads as the scenario's consumers are configured (downstream of a pipeline too)
         isolation = Config("consumer", CONSUMER, self.scenario.consumer if self.scenario else {})["isolation.level"]
         self.enter("catch-up")
-        self.reader, self.caught_up = None, None
+        self.reader, self.caught_up, self.catch_up_time = None, None, 0.0
         env.run(until=self.catch_up(isolation))                       # 3. read everything that is there
         if self.sampler is not None:
             self.sampler.running = False
@@ -191,16 +191,27 @@ class Run:
         state = kafka.controller.partitions[tp]
         return state.leader < 0 and not any(kafka.brokers[r].up for r in state.isr)
 
+    def _open_transactions_end(self) -> float:
+        """When the transaction coordinators will have aborted every transaction still open (its
+        transaction.timeout.ms, then up to one transaction.abort.timed.out.transaction.cleanup.interval.ms): until
+        then a read_committed reader is held at the last stable offset, and what it has not read is late, not lost."""
+        return max((b.txn_coordinator.all_aborted_by() for b in self.cluster.kafka.brokers.values() if b.up),
+                   default=0.0)
+
     def _read_to_end(self, reader, tps):
         env = self.env
         start = env.now
         quiet_since = None
         self.caught_up = False
-        while env.now - start < CATCH_UP_LIMIT:
+        deadline = max(start + CATCH_UP_LIMIT, self._open_transactions_end() + CATCH_UP_QUIET + 1.0)
+        while env.now < deadline:
             records = yield from reader.poll(POLL_TIMEOUT)
+            # read_committed stops at the last stable offset; an open transaction there is late, not lost: wait
+            # until it commits or the coordinator aborts it (transaction.timeout.ms) and the end is the high watermark
             at_end = all(self._offline_for_good(tp) or (
                 reader.fetched_at.get(tp, -1) > start and reader.fetched_at[tp] >= env.now - 1.0
-                and (reader.position(tp) or 0) >= (reader.end_offset(tp) or 0)) for tp in tps)
+                and (reader.position(tp) or 0) >= max(reader.end_offset(tp) or 0,
+                                                      reader.high_watermarks.get(tp, 0))) for tp in tps)
             if len(records) or not at_end:
                 quiet_since = None
             elif quiet_since is None:
@@ -208,3 +219,4 @@ class Run:
             elif env.now - quiet_since >= CATCH_UP_QUIET:
                 self.caught_up = True
                 break
+        self.catch_up_time = env.now - start

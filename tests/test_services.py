@@ -76,7 +76,7 @@ class Shipping(edsim.Service):
                 ctx.record("view", key=key, value=counts[key])
 
 
-def shop(exactly_once=True, guard=True, standby=1, extra_faults=(), seed=3, messages=900, keys=30):
+def shop(exactly_once=True, guard=True, standby=1, extra_faults=(), seed=3, messages=900, keys=30, crash_at=1.0):
     return edsim.Scenario(
         topics={"orders": {"partitions": 3}, "reservations": {"partitions": 3}},
         consumer={"isolation.level": "read_committed"},           # how the final reader reads
@@ -87,7 +87,7 @@ def shop(exactly_once=True, guard=True, standby=1, extra_faults=(), seed=3, mess
         invariants=[invariants.never_below("inventory", "stock", 0),
                     invariants.exactly_one_output("orders", "reservations"),
                     invariants.view_equals_fold("shipping", "reservations")],
-        faults=[faults.crash("inventory-1", at=1.0, restart_after=1.0),
+        faults=[faults.crash("inventory-1", at=crash_at, restart_after=1.0),
                 faults.pause("inventory-2", at=2.5, duration=0.5),
                 faults.partition(["shipping"], ["leader:reservations-0"], at=1.5, heal_after=1.0),
                 *extra_faults],

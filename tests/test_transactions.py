@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import edsim
+from edsim import apps
 from edsim import faults
 from edsim.checker import check
 from edsim.clients import KafkaError
@@ -154,6 +155,35 @@ def test_an_open_transaction_holds_read_committed_consumers_at_the_lso(ending):
     assert (released < 5.0) if ending != "timeout" else (8.0 < released < 20.0)
 
 
+class OpensAndStalls(edsim.Service):
+    """Opens a transaction, writes one record in it, and never ends it."""
+    timeout_ms = 60000
+
+    def run(self, ctx):
+        p = ctx.producer({"transactional.id": "stalls", "transaction.timeout.ms": self.timeout_ms})
+        yield from p.init_transactions()
+        p.begin_transaction()
+        yield p.send("orders", value=ctx.fresh(), partition=0)
+        yield from ctx.sleep(1e9)
+
+
+def test_the_final_reader_waits_for_an_open_transaction_to_time_out():
+    """A transaction stays open; what other producers write after it is behind the last stable offset until the
+    coordinator aborts it (transaction.timeout.ms, found within one cleanup interval). The run's final
+    read_committed reader waits for that, so those records are read, not unseen, even when the timeout is longer
+    than the catch-up's own 60 s limit."""
+    r = edsim.Scenario(
+        topics={"orders": {"partitions": 1}},
+        consumer={"isolation.level": "read_committed"},
+        services={"stalls": edsim.service(OpensAndStalls, timeout_ms=90_000),
+                  "load": apps.Load(topic="orders", rate=100, messages=50)},
+        seed=5).run()
+    assert {k: v for k, v in r.anomalies.items() if v} == {} and not r.notes
+    read = r.history.query("process == 'catch-up' and f == 'poll' and type == 'ok'")
+    assert (read["time"] > 90.0).sum() > 0                         # the rest was held at the LSO until the abort
+    assert 90.0 < r.duration < 90.0 + 10.0 + 5.0
+
+
 # ---- two-phase commit survives the coordinator ----------------------------------------------------------------
 def test_a_transaction_prepared_before_the_coordinator_dies_still_commits(monkeypatch):
     """KIP-98: once PrepareCommit is in __transaction_state, the new coordinator finishes the commit."""
@@ -266,12 +296,14 @@ def _delayed_write(version):
             yield from p.commit_transaction()
         except KafkaError:
             yield from p.abort_transaction()         # the batch expired (delivery.timeout.ms): abort
-        yield env.timeout(6.0)
+        # the next transaction starts once the late write has surely landed: it takes 5 s plus the network's
+        # jitter x 10,000 (exponential, mean 1 s), so its arrival moves with every draw of the network's stream
+        yield env.timeout(12.0)
         p.begin_transaction()
         p.send("orders", 3, partition=part)
         yield from p.commit_transaction()
     c.env.process(app(c.env))
-    c.run(until=20)
+    c.run(until=26)
     return c, log_of(c, ("orders", part))[1]
 
 

@@ -1,8 +1,12 @@
 """The consumer: fetch assigned partitions from their leaders, hand records to the application in polls.
 
-Follows the Java client's ``Fetcher``: one fetch in flight per partition, sent when its buffer is empty;
-the leader answers at once if records are there below the high watermark, or after ``fetch.max.wait.ms``.
-A poll returns at most ``max.poll.records``. After a leader change the position is validated against the new
+Follows the Java client's ``AbstractFetch.prepareFetchRequests``: one FetchRequest per leader broker for every
+assigned partition it leads that is fetchable (position known, not paused, nothing buffered for it, not backing
+off), and at most one in flight per broker (``nodesWithPendingFetchRequests``). The leader answers once
+``fetch.min.bytes`` are readable below the high watermark (the last stable offset for read_committed) across
+the request's partitions, or after ``fetch.max.wait.ms`` (fetch.py). Each partition of the answer is handled on
+its own (``FetchCollector``); the requests are sessionless full fetches (Java consumers use incremental fetch
+sessions, KIP-227: not modelled here). A poll returns at most ``max.poll.records``. After a leader change the position is validated against the new
 leader's log (KIP-320): if that log diverged, the consumer moves back to where it agrees.
 With a group.id, ``subscribe`` joins a consumer group (membership.py) and offsets are committed to it.
 """
@@ -83,6 +87,8 @@ class Consumer(Client):
                          self.config.seconds("retry.backoff.ms"), self.config.seconds("metadata.max.age.ms"))
         self.principal = self.config["edsim.principal"]  # who the brokers' authorizer sees (acl.py)
         self.max_wait = self.config.seconds("fetch.max.wait.ms")
+        self.min_bytes = self.config["fetch.min.bytes"]
+        self.max_bytes = self.config["fetch.max.bytes"]
         self.max_poll_records = self.config["max.poll.records"]
         self.max_partition_bytes = self.config["max.partition.fetch.bytes"]
         self.reset_policy = self.config["auto.offset.reset"]
@@ -101,7 +107,8 @@ class Consumer(Client):
     def _reset_consumer(self):
         self.positions: dict[tuple, int | None] = {}
         self.buffers: dict[tuple, deque] = {}
-        self.fetching: dict[tuple, int] = {}            # tp -> corr of the fetch in flight
+        self.fetching: dict[tuple, int] = {}            # tp -> corr of the fetch (or ListOffsets) in flight
+        self.fetch_nodes: dict[int, int] = {}           # broker id -> corr of the fetch in flight to it
         self.fetch_epoch: dict[tuple, int] = {}         # leader epoch our position was fetched under
         self.last_epoch: dict[tuple, int] = {}          # epoch of the last record returned
         self.validate: set = set()
@@ -418,7 +425,7 @@ class Consumer(Client):
         self.positions[tp] = offset
         self.buffers[tp] = deque()
         self.fetching.pop(tp, None)
-        self._fetch(tp)
+        self._fetch_all()
 
     # ---- fetching ---------------------------------------------------------------------------------------
     def on_topic_errors(self, errors):
@@ -459,41 +466,72 @@ class Consumer(Client):
         self._fetch_all()
 
     def _fetch_all(self):
+        """Send what can be sent (``AbstractFetch.prepareFetchRequests``): a ListOffsets for each fetchable
+        partition without a position, and one FetchRequest per leader broker, without one in flight, for the
+        fetchable partitions it leads."""
         paused = self.paused_partitions
+        buffers = self.buffers
+        blocked = self._blocked
+        fetching = self.fetching
+        leaders = self.leaders
+        positions = self.positions
+        now = self._env._now
+        requests = None
         for tp in self.assignment:
-            if tp not in paused and tp not in self.fetching and not self.buffers.get(tp) \
-                    and self._blocked.get(tp, 0) <= self.now \
-                    and tp not in self._awaiting_committed:
-                self._fetch(tp)
+            if tp in fetching or (tp in buffers and buffers[tp]) or tp in paused \
+                    or (tp in blocked and blocked[tp] > now) or tp in self._awaiting_committed:
+                continue
+            known = leaders[tp] if tp in leaders else None
+            leader = known[0] if known else -1
+            if leader < 0:
+                self._block(tp)
+                self.refresh_metadata()
+                continue
+            position = positions[tp] if tp in positions else None
+            if position is None:
+                self._list_offsets(tp, leader)
+                continue
+            if leader in self.fetch_nodes:
+                continue                        # one fetch in flight per broker
+            if requests is None:
+                requests = {}
+            if leader in requests:
+                want = requests[leader]
+            else:
+                want = requests[leader] = {}
+            self.fetch_epoch[tp] = known[1]
+            want[tp] = (position, known[1], self.last_epoch.get(tp, -1) if tp in self.validate else -1)
+        if requests:
+            for leader, want in requests.items():
+                self._fetch(leader, want)
 
-    def _fetch(self, tp):
-        leader = self.leader_of(tp)
-        if leader < 0:
-            self._block(tp)
-            return self.refresh_metadata()
+    def _fetch(self, leader, want):
+        """One FetchRequest to ``leader`` for the partitions of ``want`` (tp -> offset, epochs)."""
         if not self.ready(leader):
             return
-        position = self.positions.get(tp)
-        epoch = self.leaders[tp][1]
-        if position is None:
-            which = "earliest" if self.reset_policy == "earliest" else "latest"
-            if self.reset_policy == "none":
-                self.errors.append(OffsetOutOfRange(f"no committed offset for {tp[0]}-{tp[1]} and "
-                                                    "auto.offset.reset=none"))
-                return self._wake()
-            token = []
-            self.fetching[tp] = self.request(leader, P.ListOffsetsRequest(0, tp, which, isolation=self.isolation),
-                                             lambda r, tp=tp, t=token: self._on_list_offsets(tp, r, t[0]))
-            token.append(self.fetching[tp])
-            return
-        last = self.last_epoch.get(tp, -1) if tp in self.validate else -1
-        self.fetch_epoch[tp] = epoch
         token = []
-        self.fetching[tp] = self.request(
-            leader, P.FetchRequest(0, tp, position, -1, epoch, last, self.max_wait, self.isolation,
-                                   max_bytes=self.max_partition_bytes),
-            lambda r, tp=tp, pos=position, t=token: self._on_fetch(tp, pos, r, t[0]),
+        corr = self.request(
+            leader, P.FetchRequest(0, -1, want, self.max_wait, self.min_bytes, self.max_bytes,
+                                   self.max_partition_bytes, self.isolation),
+            lambda r, t=token: self._on_fetch(leader, want, r, t[0]),
             timeout=self.request_timeout + self.max_wait)
+        token.append(corr)
+        self.fetch_nodes[leader] = corr
+        fetching = self.fetching
+        for tp in want:
+            fetching[tp] = corr
+
+    def _list_offsets(self, tp, leader):
+        if not self.ready(leader):
+            return
+        if self.reset_policy == "none":
+            self.errors.append(OffsetOutOfRange(f"no committed offset for {tp[0]}-{tp[1]} and "
+                                                "auto.offset.reset=none"))
+            return self._wake()
+        which = "earliest" if self.reset_policy == "earliest" else "latest"
+        token = []
+        self.fetching[tp] = self.request(leader, P.ListOffsetsRequest(0, tp, which, isolation=self.isolation),
+                                         lambda r, tp=tp, t=token: self._on_list_offsets(tp, r, t[0]))
         token.append(self.fetching[tp])
 
     def _block(self, tp):
@@ -519,20 +557,46 @@ class Consumer(Client):
             self.positions[tp] = response.offset
         self._fetch_all()
 
-    def _on_fetch(self, tp, position, response, corr):
-        if self._stale(tp, corr):
-            return
+    def _on_fetch(self, leader, want, response, corr):
+        """The answer to one FetchRequest: each partition on its own (``FetchCollector``), then fetch again."""
+        nodes = self.fetch_nodes
+        if leader in nodes and nodes[leader] == corr:
+            del nodes[leader]
+        failed = response.__class__ is str
+        parts = None if failed else response.partitions
+        fetching = self.fetching
+        got = False
+        for tp, (position, _epoch, _last) in want.items():
+            if tp not in fetching or fetching[tp] != corr:
+                continue                        # given up on: revoked and reassigned, or sought, meanwhile
+            del fetching[tp]
+            if failed:
+                data = response
+            elif tp in parts:
+                data = parts[tp]
+            else:
+                continue
+            if self._on_partition(tp, position, data):
+                got = True
+        if got:
+            self._wake()            # the application's poll takes them and fetches again (KafkaConsumer.poll)
+        else:
+            self._fetch_all()
+
+    def _on_partition(self, tp, position, data) -> bool:
+        """One partition of a fetch answer (``data``: a FetchPartition, or the request's error code); True if
+        records for the application were buffered."""
         if tp not in self.positions or self.positions[tp] != position:
-            return self._fetch_all()          # reassigned or moved while the fetch was out
-        error = response if isinstance(response, str) else response.error
-        if response.__class__ is not str and response.diverging_epoch is not None:
-            return self._diverged(tp, position, *response.diverging_epoch)
+            return                              # reassigned or moved while the fetch was out
+        error = data if data.__class__ is str else data.error
+        if data.__class__ is not str and data.diverging_epoch is not None:
+            return self._diverged(tp, position, *data.diverging_epoch)
         if error == P.OFFSET_OUT_OF_RANGE:
             if self.reset_policy == "none":
                 self.errors.append(OffsetOutOfRange(f"offset {position} is out of range for {tp[0]}-{tp[1]}"))
                 return self._wake()
-            self.positions[tp] = response.log_start if self.reset_policy == "earliest" else response.high_watermark
-            return self._fetch_all()
+            self.positions[tp] = data.log_start if self.reset_policy == "earliest" else data.high_watermark
+            return
         if error is not None:
             if error in P.AUTHORIZATION_FAILED:
                 return self._refused(tp, error, "READ")
@@ -542,15 +606,18 @@ class Consumer(Client):
         if self._denied:
             self._denied.discard(tp)
         self.validate.discard(tp)
-        self.high_watermarks[tp] = response.high_watermark
-        self.last_stable[tp] = response.last_stable_offset
+        self.high_watermarks[tp] = data.high_watermark
+        self.last_stable[tp] = data.last_stable_offset
         self.fetched_at[tp] = self.now
+        if not data.batches:
+            return False
+        got = False
         buffer = self.buffers[tp]
         # Java's CompletedFetch: an aborted transaction's records are dropped from its first offset until its
         # ABORT marker; markers (control batches) never reach the application.
-        aborted = sorted(response.aborted, key=lambda a: a[1])
+        aborted = sorted(data.aborted, key=lambda a: a[1]) if data.aborted else ()
         aborted_pids, k = set(), 0
-        for batch in response.batches:
+        for batch in data.batches:
             while k < len(aborted) and aborted[k][1] < batch.end:
                 aborted_pids.add(aborted[k][0])
                 k += 1
@@ -572,20 +639,19 @@ class Consumer(Client):
             offsets = np.arange(batch.base, batch.base + n, dtype=np.int64)
             buffer.append((offsets, batch.values, batch.keys, batch.payloads, batch.epoch, batch.end))
             position = batch.end               # a compacted log has gaps: the next batch may start later
-        if any(len(entry[0]) for entry in buffer):
-            self._wake()
-        else:
-            self._fetch(tp)
+            got = True
+        return got
 
     def _diverged(self, tp, position, epoch, end):
         """KIP-320: the leader's log diverges from what this position was read from (an unclean election
         truncated it, after we read it or after the group committed it). As Java's
         ``SubscriptionState.maybeCompleteValidation``: with a reset policy, go back to the end of the last common
         epoch (the divergence point) whatever the policy says, or apply the policy if the leader knows no such
-        epoch; with auto.offset.reset=none, raise LogTruncation from poll() and leave the position as it is."""
+        epoch; with auto.offset.reset=none, raise LogTruncation from poll() and leave the position as it is.
+        (The caller fetches again.)"""
         self.validate.discard(tp)
         if 0 <= end and end >= position:
-            return self._fetch_all()                       # nothing we hold was truncated
+            return                                         # nothing we hold was truncated
         if self.reset_policy == "none":
             self.validate.add(tp)                          # still unvalidated: the application must seek
             why = (f"the log of {tp[0]}-{tp[1]} was truncated below offset {position}"
@@ -603,7 +669,6 @@ class Consumer(Client):
         else:
             self.positions[tp] = end
             self.last_epoch[tp] = epoch
-        return self._fetch_all()
 
     def _wake(self):
         if self._data is not None and not self._data.triggered:

@@ -7,6 +7,8 @@ from . import protocol as P
 from .acl import ANONYMOUS, BROKER_PRINCIPAL
 from .cleaner import Cleaner
 from .coordinator import OFFSETS_TOPIC, GroupCoordinator, offsets_partition
+from .fetch import FetchManager
+from .fetcher import ReplicaFetcher
 from .transactions import TXN_TOPIC, TransactionCoordinator
 
 INF = float("inf")
@@ -14,7 +16,7 @@ TICK = 0.1   # seconds between the broker's housekeeping passes (purgatory expir
 GROUP_REQUESTS = (P.JoinGroupRequest, P.SyncGroupRequest, P.HeartbeatRequest, P.LeaveGroupRequest,
                   P.OffsetCommitRequest, P.OffsetFetchRequest, P.TxnOffsetCommitRequest)
 TXN_REQUESTS = (P.InitProducerIdRequest, P.AddPartitionsToTxnRequest, P.AddOffsetsToTxnRequest, P.EndTxnRequest)
-AUTHORIZED = (P.ProduceRequest, P.FetchRequest, P.ListOffsetsRequest, P.FindCoordinatorRequest,
+AUTHORIZED = (P.ProduceRequest, P.ListOffsetsRequest, P.FindCoordinatorRequest,
               P.InitProducerIdRequest) + GROUP_REQUESTS + TXN_REQUESTS
 DENIED_RESPONSE = {P.JoinGroupRequest: P.JoinGroupResponse, P.SyncGroupRequest: P.SyncGroupResponse,
                    P.HeartbeatRequest: P.HeartbeatResponse, P.LeaveGroupRequest: P.LeaveGroupResponse,
@@ -37,6 +39,8 @@ class Broker(Node):
         config = cluster.config
         self.legacy_truncation = config["edsim.legacy.truncation"] == "high-watermark"
         self.fetch_wait = config.seconds("replica.fetch.wait.max.ms")
+        self.fetch_min_bytes = config["replica.fetch.min.bytes"]
+        self.fetch_response_max_bytes = config["replica.fetch.response.max.bytes"]
         self.fetch_backoff = config.seconds("replica.fetch.backoff.ms")
         self.fetch_timeout = config.seconds("replica.socket.timeout.ms")
         self.lag_max = config.seconds("replica.lag.time.max.ms")
@@ -50,6 +54,7 @@ class Broker(Node):
         self.authorizer = cluster.acls if cluster.acls.enabled else None     # None: every request is allowed
         self.replicas: dict[tuple, object] = {}      # on disk: the replicas assigned here
         self._corr = 0
+        self.fetch_session_ids = 0                   # never reset: a session id outlives no crash, nor is reused
         self._reset_memory()
         self.serving = True                          # a restarted broker serves once it has the metadata
         self._start_loops()
@@ -60,6 +65,8 @@ class Broker(Node):
         self.metadata_offset = 0
         self.alter_pending: dict[int, object] = {}
         self.next_expiry = INF          # the earliest deadline of a request held in a purgatory
+        self.fetchers: dict[int, ReplicaFetcher] = {}   # leader id -> the fetcher of our followers of its partitions
+        self.fetch_manager = FetchManager(self)         # fetches we answer as leader: sessions and purgatory
         self.coordinator = GroupCoordinator(self)
         self.txn_coordinator = TransactionCoordinator(self)
         self._next_isr_check = self.now + self.lag_max / 2
@@ -116,9 +123,9 @@ class Broker(Node):
     def _tick(self):
         now = self.now
         if now >= self.next_expiry:
-            earliest = INF
+            earliest = self.fetch_manager.expire(now)
             for replica in self.replicas.values():
-                if replica.waiting_fetch or replica.waiting_produce:
+                if replica.waiting_produce:
                     left = replica.expire(now)
                     if left is not None and left < earliest:
                         earliest = left
@@ -135,11 +142,11 @@ class Broker(Node):
             self.coordinator.tick()
         if self.txn_coordinator.txns:
             self.txn_coordinator.tick()
+        for fetcher in self.fetchers.values():
+            if fetcher.corr is not None and now - fetcher.sent_at > self.fetch_timeout + self.fetch_wait:
+                fetcher.timed_out()                             # replica.socket.timeout.ms passed: ask again
         for replica in self.replicas.values():
-            if replica.role == "follower" and replica.fetch_corr not in (None, -1) \
-                    and now - replica.fetch_sent > self.fetch_timeout + replica.broker.fetch_wait:
-                replica.send_fetch(reconnect=True)              # replica.socket.timeout.ms passed: ask again
-            elif replica.pending_isr is not None and now - replica.alter_sent > self.heartbeat_interval:
+            if replica.pending_isr is not None and now - replica.alter_sent > self.heartbeat_interval:
                 replica.alter_sent = now                        # AlterPartition is retried until answered
                 self.send_alter_partition(replica)
         self.call_later(TICK, self._tick)
@@ -171,11 +178,13 @@ class Broker(Node):
         if kind is P.ProduceRequest:
             self._produce(message)
         elif kind is P.FetchRequest:
-            self._fetch(message)
+            self.fetch_manager.handle(message)
         elif kind is P.FetchResponse:
-            replica = self.replicas.get(message.tp)
-            if replica is not None:
-                replica.handle_fetch_response(message)
+            corr = message.corr
+            for fetcher in self.fetchers.values():
+                if fetcher.corr == corr:
+                    fetcher.handle_response(message)
+                    break
         elif kind is P.MetadataUpdate:
             self._apply_metadata(message)
         elif kind is P.AlterPartitionResponse:
@@ -224,7 +233,8 @@ class Broker(Node):
 
     def _denied(self, req) -> bool:
         """Check ``req`` against the ACLs (KafkaApis.handle*Request); answer a denied one with Kafka's error and
-        return True. Produce needs WRITE on the topic; a consumer's Fetch READ; ListOffsets DESCRIBE;
+        return True. Produce needs WRITE on the topic; ListOffsets DESCRIBE (a consumer's Fetch needs READ on each
+        topic: checked per partition, fetch.py);
         FindCoordinator DESCRIBE on the group; JoinGroup, SyncGroup, Heartbeat, LeaveGroup and OffsetCommit READ
         on the group (OffsetCommit also READ on each topic); OffsetFetch DESCRIBE on the group and its topics;
         InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit WRITE on the
@@ -250,11 +260,6 @@ class Broker(Node):
             if not denied:
                 return False
             self._produce(req, denied)
-            return True
-        if kind is P.FetchRequest:
-            if req.replica >= 0 or allowed(principal, "READ", "TOPIC", req.tp[0]):
-                return False
-            self.send(reply_to, P.FetchResponse(req.corr, req.tp, P.TOPIC_AUTHORIZATION_FAILED))
             return True
         if kind is P.ListOffsetsRequest:
             if allowed(principal, "DESCRIBE", "TOPIC", req.tp[0]):
@@ -313,22 +318,34 @@ class Broker(Node):
             partitions = {tp: leader for tp, leader in partitions.items() if tp[0] not in denied}
         self.send(req.reply_to, P.MetadataResponse(req.corr, partitions, denied))
 
-    def on_link_restored(self, peer):
-        """A fetch lost in a partition is retransmitted once the link heals (TCP), not after the socket timeout."""
-        if not peer.startswith("broker-"):
-            return
-        leader = int(peer[len("broker-"):])
-        for replica in self.replicas.values():
-            if replica.role == "follower" and replica.leader == leader and replica.fetch_corr not in (None, -1):
-                replica.send_fetch()
-
     def _disconnected(self, peer, message):
         if not peer.startswith("broker-"):
             return
-        leader = int(peer[len("broker-"):])
-        for replica in self.replicas.values():
-            if replica.role == "follower" and replica.leader == leader:
-                replica.fetch_failed()
+        fetcher = self.fetchers.get(int(peer[len("broker-"):]))
+        if fetcher is not None:
+            fetcher.failed()
+
+    # ---- replica fetchers (fetcher.py) ----------------------------------------------------------------------
+    def start_fetching(self, replica):
+        """``replica`` follows ``replica.leader``: move it to that leader's fetcher, made on first use
+        (``AbstractFetcherManager.addFetcherForPartitions``)."""
+        old = replica.fetcher
+        leader = replica.leader
+        if old is not None:
+            if old.leader == leader:
+                return old.add(replica)         # a new leader epoch: fetched again with it
+            old.remove(replica)
+        if leader < 0 or leader == self.id:
+            return
+        fetcher = self.fetchers.get(leader)
+        if fetcher is None:
+            fetcher = self.fetchers[leader] = ReplicaFetcher(self, leader)
+        fetcher.add(replica)
+
+    def stop_fetching(self, replica):
+        """``replica`` leads now, or has no leader: no fetcher fetches it (``removeFetcherForPartitions``)."""
+        if replica.fetcher is not None:
+            replica.fetcher.remove(replica)
 
     def _produce(self, req, results=None):
         """Append each partition of a ProduceRequest and answer once, when every partition has its result
@@ -377,21 +394,6 @@ class Broker(Node):
             else:
                 replica.handle_produce(batch, acks, req.timeout,
                                        lambda error, base=-1, tp=tp: answered(tp, error, base))
-
-    def _fetch(self, req):
-        replica = self.replicas.get(req.tp)
-        dst = req.reply_to
-        corr, tp = req.corr, req.tp
-
-        def reply(error, batches=(), diverging=None, aborted=()):
-            log = replica.log
-            lso = replica.last_stable_offset if req.replica < 0 else -1
-            self.send(dst, P.FetchResponse(corr, tp, error, batches, replica.hw, log.start, log.end, diverging,
-                                           lso, aborted))
-
-        if replica is None:
-            return self.send(dst, P.FetchResponse(corr, tp, P.NOT_LEADER_OR_FOLLOWER))
-        replica.handle_fetch(req, reply)
 
     def internal_leadership(self, replica, gained: bool):
         """This broker became (or stopped being) leader of a partition of an internal topic: the group or

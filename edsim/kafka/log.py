@@ -213,7 +213,8 @@ class Log:
             i += 1                                         # ``offset`` was compacted away: the next batch on
         out, n, size = [], 0, 0
         batches = self.batches
-        while i < len(batches) and batches[i].base < limit and n < max_records:
+        count = len(batches)
+        while i < count and batches[i].base < limit and n < max_records:
             b = batches[i]
             if b.end > limit:
                 b = b.head(limit)
@@ -222,7 +223,7 @@ class Log:
                 if size > max_bytes and out:
                     break
             out.append(b)
-            n += b.end - max(b.base, offset)
+            n += b.end - (b.base if b.base > offset else offset)
             i += 1
         return out
 

@@ -23,6 +23,8 @@ UNKNOWN_LEADER_EPOCH = "UNKNOWN_LEADER_EPOCH"
 INVALID_UPDATE_VERSION = "INVALID_UPDATE_VERSION"
 INELIGIBLE_REPLICA = "INELIGIBLE_REPLICA"
 UNKNOWN_TOPIC_OR_PARTITION = "UNKNOWN_TOPIC_OR_PARTITION"
+FETCH_SESSION_ID_NOT_FOUND = "FETCH_SESSION_ID_NOT_FOUND"     # KIP-227: the leader lost the session (restart)
+INVALID_FETCH_SESSION_EPOCH = "INVALID_FETCH_SESSION_EPOCH"   # KIP-227: a request out of the session's sequence
 DELIVERY_TIMEOUT = "DELIVERY_TIMEOUT"  # client-side: delivery.timeout.ms expired (TimeoutException)
 # Access control (acl.py): the request's principal may not do this to the topic, group or transactional id
 TOPIC_AUTHORIZATION_FAILED = "TOPIC_AUTHORIZATION_FAILED"
@@ -56,30 +58,63 @@ class ProduceResponse:
 
 @dataclass(slots=True)
 class FetchRequest:
+    """Kafka's Fetch request: many partitions of one leader in one request (``FetchRequestData``).
+
+    ``partitions`` maps a topic-partition to ``(fetch offset, current leader epoch, last fetched epoch)``: the
+    current leader epoch fences a stale leader or fetcher (KIP-320), the last fetched epoch (-1: skip the check)
+    lets the leader detect a diverging log (KIP-595's ``lastFetchedEpoch``, as followers send it since 2.7).
+
+    Fetch sessions (KIP-227): ``session_epoch`` -1 is a sessionless full fetch (consumers here); 0 opens a new
+    session (a full request: every partition the fetcher wants), closing ``session_id`` if set; a positive epoch
+    is an incremental request on session ``session_id``: ``partitions`` holds only the partitions added or whose
+    fetch state changed since the last request, ``removed`` the ones the fetcher no longer wants."""
     corr: int
-    tp: tuple
-    offset: int
     replica: int                 # the follower's broker id, or -1 for a consumer
-    leader_epoch: int            # the fetcher's idea of the current leader epoch (KIP-320 fencing)
-    last_fetched_epoch: int      # epoch of the last record the fetcher holds; -1 to skip validation
-    max_wait: float
+    partitions: dict             # tp -> (fetch offset, current leader epoch, last fetched epoch or -1)
+    max_wait: float              # replica.fetch.wait.max.ms / fetch.max.wait.ms, in seconds
+    min_bytes: int = 1           # replica.fetch.min.bytes / fetch.min.bytes
+    max_bytes: int | None = None            # the whole response: replica.fetch.response.max.bytes / fetch.max.bytes
+    partition_max_bytes: int | None = None  # one partition: max.partition.fetch.bytes; None: no limit (followers)
     isolation: str = "read_uncommitted"
+    session_id: int = 0
+    session_epoch: int = -1
+    removed: tuple = ()
     reply_to: str = ""
-    max_bytes: int | None = None  # a consumer's max.partition.fetch.bytes; None: no limit (followers)
+
+
+class FetchPartition:
+    """One partition of a FetchResponse (``FetchResponseData.PartitionData``); ``fetch_offset`` is the offset the
+    leader read from, so a fetcher can tell an answer to a state it has left (AbstractFetcherThread's check)."""
+
+    __slots__ = ("error", "batches", "high_watermark", "log_start", "log_end", "diverging_epoch",
+                 "last_stable_offset", "aborted", "fetch_offset")
+
+    def __init__(self, error, batches=(), high_watermark=-1, log_start=0, log_end=-1, diverging_epoch=None,
+                 last_stable_offset=-1, aborted=(), fetch_offset=-1):
+        self.error = error
+        self.batches = batches
+        self.high_watermark = high_watermark
+        self.log_start = log_start
+        self.log_end = log_end
+        self.diverging_epoch = diverging_epoch     # (epoch, end offset): truncate before fetching again
+        self.last_stable_offset = last_stable_offset
+        self.aborted = aborted                     # read_committed: (producer id, first offset) of aborted txns
+        self.fetch_offset = fetch_offset
+
+    def __repr__(self):
+        return (f"FetchPartition(error={self.error}, {len(self.batches)} batches, hw={self.high_watermark}, "
+                f"log_start={self.log_start}, diverging={self.diverging_epoch}, from={self.fetch_offset})")
 
 
 @dataclass(slots=True)
 class FetchResponse:
+    """The answer to a FetchRequest: a request-level ``error`` (a fetch session the leader does not know,
+    FETCH_SESSION_ID_NOT_FOUND, or at the wrong epoch, INVALID_FETCH_SESSION_EPOCH) or, per partition, a
+    FetchPartition. An incremental session's answer leaves out the partitions with nothing new (KIP-227)."""
     corr: int
-    tp: tuple
     error: str | None
-    batches: list = field(default_factory=list)
-    high_watermark: int = -1
-    log_start: int = 0
-    log_end: int = -1
-    diverging_epoch: tuple | None = None   # (epoch, end offset): truncate before fetching again
-    last_stable_offset: int = -1
-    aborted: tuple = ()                    # read_committed: (producer id, first offset) of aborted transactions
+    partitions: dict = field(default_factory=dict)   # tp -> FetchPartition
+    session_id: int = 0
 
 
 @dataclass(slots=True)

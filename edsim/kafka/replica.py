@@ -3,7 +3,9 @@
 As leader (Kafka's ``Partition``): append produce requests, serve fetches, track each follower's log end offset
 and when it was last caught up, advance the high watermark to the smallest LEO in the ISR, propose ISR shrinks
 and expansions to the controller (AlterPartition, KIP-497), complete produce requests waiting for acks=all.
-As follower (``ReplicaFetcherThread``): fetch from the leader, append, truncate where its log diverges.
+As follower: its broker's ReplicaFetcher for the leader (fetcher.py) fetches it with the leader's other
+partitions; ``handle_fetched`` appends what comes back, truncates where the log diverges, and follows the high
+watermark. The broker-level handling of a FetchRequest is in fetch.py; the per-partition checks are here.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ _MARKER_VALUE = np.full(1, -1, np.int64)     # a marker's one record: no applica
 
 
 MARKER_TIMEOUT = 30.0     # a marker is acknowledged like an acks=all produce request with this timeout
+UNCHANGED, FETCHED, FAILED = 0, 1, 2     # what a fetch answer did to a follower's partition (handle_fetched)
 
 
 class FollowerState:
@@ -63,9 +66,9 @@ class Replica:
         self.pending_isr: tuple | None = None
         self.followers: dict[int, FollowerState] = {}
         self.waiting_produce: list = []    # [deadline, end offset, reply]
-        self.waiting_fetch: list = []      # [deadline, request, reply]
-        self.fetch_corr = None             # our outstanding fetch as a follower
-        self.fetch_sent = 0.0
+        self.waiting_fetch: list = []      # consumers' DelayedFetches that include this partition (fetch.py)
+        self.sessions: list = []           # followers' fetch sessions on this broker that include it (fetch.py)
+        self.fetcher = None                # as a follower: the broker's ReplicaFetcher that fetches it
         self.alter_sent = 0.0
 
     @property
@@ -106,11 +109,11 @@ class Replica:
         self.leader = self.broker.id
         self.leader_epoch = state.leader_epoch
         self.isr, self.partition_epoch, self.pending_isr = state.isr, state.partition_epoch, None
-        self.fetch_corr = None
+        self.broker.stop_fetching(self)
         self.log.assign_epoch(state.leader_epoch, self.log.end)
         now = self.broker.now
         self.followers = {r: FollowerState(now) for r in self.replicas if r != self.broker.id}
-        self._fail_waiting_fetches(P.NOT_LEADER_OR_FOLLOWER)
+        self._complete_waiting_fetches()
         self.maybe_advance_hw()
         if self.tp[0] in INTERNAL:
             self.broker.internal_leadership(self, True)
@@ -125,7 +128,7 @@ class Replica:
     def _become_follower(self, state):
         if self.role == "leader":
             self._fail_waiting_produces(P.NOT_LEADER_OR_FOLLOWER)
-            self._fail_waiting_fetches(P.NOT_LEADER_OR_FOLLOWER)
+            self._complete_waiting_fetches()
             if self.tp[0] in INTERNAL:
                 self.broker.internal_leadership(self, False)
         self.role = "follower"
@@ -136,9 +139,9 @@ class Replica:
         if self.broker.legacy_truncation:
             # Before KIP-101 a new follower cut its log back to its own high watermark.
             self._truncate(self.hw)
-        self.fetch_corr = None
-        if self.leader >= 0:
-            self.send_fetch()
+        # AbstractFetcherManager.addFetcherForPartitions: the fetcher of the new leader takes the partition
+        # (removeFetcherForPartitions first, if it was another's)
+        self.broker.start_fetching(self)
 
     # ---- leader: produce ---------------------------------------------------------------------------------
     def handle_produce(self, batch, acks: str, timeout: float, reply):
@@ -206,108 +209,81 @@ class Replica:
         self.maybe_advance_hw()
         self._acknowledge("all", MARKER_TIMEOUT, reply, marker.base, marker.end)
 
-    # ---- leader: fetch -----------------------------------------------------------------------------------
-    def handle_fetch(self, req: P.FetchRequest, reply):
+    # ---- leader: fetch (the request as a whole is fetch.py's) ----------------------------------------------
+    def check_fetch(self, offset, leader_epoch, last_fetched_epoch):
+        """The checks of one partition of a fetch (``Partition.fetchRecords`` / ``readRecords``):
+        (error, diverging epoch), both None when it may be read from ``offset``. KIP-320: a fetcher that knows a
+        newer leader epoch has found a stale leader (UNKNOWN_LEADER_EPOCH), one that knows an older one is stale
+        itself (FENCED_LEADER_EPOCH); a last fetched epoch that this log ends earlier, or does not know, is a
+        diverging epoch (KIP-279 via the fetch, KIP-595's ``lastFetchedEpoch``); an offset outside the log is
+        OFFSET_OUT_OF_RANGE."""
         if self.role != "leader":
-            return reply(P.NOT_LEADER_OR_FOLLOWER)
-        if req.leader_epoch >= 0 and req.leader_epoch != self.leader_epoch:
-            # KIP-320: a fetcher that knows a newer epoch has found a stale leader, and vice versa
-            return reply(P.UNKNOWN_LEADER_EPOCH if req.leader_epoch > self.leader_epoch else P.FENCED_LEADER_EPOCH)
+            return P.NOT_LEADER_OR_FOLLOWER, None
+        if leader_epoch >= 0 and leader_epoch != self.leader_epoch:
+            return (P.UNKNOWN_LEADER_EPOCH if leader_epoch > self.leader_epoch else P.FENCED_LEADER_EPOCH), None
         log = self.log
-        if req.last_fetched_epoch >= 0:
-            epoch, end = log.end_offset_for_epoch(req.last_fetched_epoch)
-            if epoch != req.last_fetched_epoch or end < req.offset:
-                return reply(None, diverging=(epoch, end))
-        if req.offset > log.end or req.offset < log.start:
-            return reply(P.OFFSET_OUT_OF_RANGE)
-        if req.replica >= 0:
-            self._follower_fetched(req.replica, req.offset)
-        if req.offset < self._limit(req) or req.max_wait <= 0:
-            return self._reply_fetch(req, reply)
-        deadline = self.broker.now + req.max_wait
-        self.waiting_fetch.append([deadline, req, reply])
-        self.broker.wait_until(deadline)
-
-    def _limit(self, req):
-        """How far a fetcher may read: a follower to the log end, a consumer to the high watermark, a
-        read_committed consumer to the last stable offset."""
-        if req.replica >= 0:
-            return self.log.end
-        return self.last_stable_offset if req.isolation == "read_committed" else self.hw
-
-    def _reply_fetch(self, req, reply):
-        limit = self._limit(req)
-        batches = self.log.read(req.offset, limit, self.broker.max_fetch_records, req.max_bytes)
-        aborted = ()
-        if req.replica < 0 and req.isolation == "read_committed" and batches and self.producers.aborted:
-            aborted = self.producers.aborted_between(req.offset, batches[-1].end)
-        reply(None, batches=batches, aborted=aborted)
+        if last_fetched_epoch >= 0:
+            epoch, end = log.end_offset_for_epoch(last_fetched_epoch)
+            if epoch != last_fetched_epoch or end < offset:
+                return None, (epoch, end)
+        if offset > log.end or offset < log.start:
+            return P.OFFSET_OUT_OF_RANGE, None
+        return None, None
 
     def _wake_followers(self):
-        if not self.waiting_fetch:
-            return
-        keep = []
-        for item in self.waiting_fetch:
-            if item[1].replica >= 0:
-                self._reply_fetch(item[1], item[2])
-            else:
-                keep.append(item)
-        self.waiting_fetch = keep
+        """Records were appended: the held fetches of followers' sessions that include this partition may answer
+        (``ReplicaManager.appendRecords`` -> ``delayedFetchPurgatory.checkAndComplete``)."""
+        for session in self.sessions:
+            if session.parked is not None:
+                session.parked.try_complete()
 
     def _wake_consumers(self):
-        if not self.waiting_fetch:
-            return
-        keep = []
-        for item in self.waiting_fetch:
-            req = item[1]
-            if req.replica < 0 and req.offset < self._limit(req):
-                self._reply_fetch(req, item[2])
-            else:
-                keep.append(item)
-        self.waiting_fetch = keep
+        """The high watermark (and with it the last stable offset) advanced: held consumer fetches may answer."""
+        if self.waiting_fetch:
+            for delayed in list(self.waiting_fetch):
+                delayed.try_complete()
 
-    def _fail_waiting_fetches(self, error):
-        waiting, self.waiting_fetch = self.waiting_fetch, []
-        for _deadline, _req, reply in waiting:
-            reply(error)
+    def _complete_waiting_fetches(self):
+        """Leadership moved: every held fetch that includes this partition answers now (its answer says
+        NOT_LEADER_OR_FOLLOWER for this partition; ``ReplicaManager.completeDelayedFetchOrProduceRequests``)."""
+        for delayed in list(self.waiting_fetch):
+            delayed.complete()
+        for session in list(self.sessions):
+            if session.parked is not None:
+                session.parked.complete()
 
     def expire(self, now):
-        """Answer requests whose wait is over (Kafka's purgatory expiration); the earliest deadline left, or
-        None if nothing waits."""
-        if self.waiting_fetch:
-            due = [w for w in self.waiting_fetch if w[0] <= now]
-            if due:
-                self.waiting_fetch = [w for w in self.waiting_fetch if w[0] > now]
-                for _deadline, req, reply in due:
-                    self._reply_fetch(req, reply)
+        """Answer produce requests whose wait is over (Kafka's purgatory expiration); the earliest deadline left,
+        or None if nothing waits. (Held fetches expire in fetch.py.)"""
         if self.waiting_produce:
             due = [w for w in self.waiting_produce if w[0] <= now]
             if due:
                 self.waiting_produce = [w for w in self.waiting_produce if w[0] > now]
                 for _deadline, _end, _base, reply in due:
                     reply(P.REQUEST_TIMED_OUT)
-        deadlines = [w[0] for w in self.waiting_fetch] + [w[0] for w in self.waiting_produce]
+        deadlines = [w[0] for w in self.waiting_produce]
         return min(deadlines) if deadlines else None
 
     # ---- leader: follower progress, ISR and high watermark ------------------------------------------------
-    def _follower_fetched(self, rid, offset):
-        state = self.followers.get(rid)
-        if state is None:
-            return
-        now = self.broker.now
+    def _follower_fetched(self, state, rid, offset, now):
+        """Follower ``rid`` fetched from ``offset`` (its log end): Kafka's ``Replica.updateFetchState`` and
+        ``Partition.maybeExpandIsr``; fetch.py calls it for each partition of a follower's fetch (and writes out
+        the case of a follower that stays caught up)."""
         leo = self.log.end
         # Kafka's Replica.updateFetchState: caught up if it asked for everything we had now, or at its last fetch.
         if offset >= leo:
             state.caught_up = now
-        elif offset >= state.last_fetch_leader_leo:
-            state.caught_up = max(state.caught_up, state.last_fetch_time)
+        elif offset >= state.last_fetch_leader_leo and state.last_fetch_time > state.caught_up:
+            state.caught_up = state.last_fetch_time
         state.last_fetch_leader_leo = leo
         state.last_fetch_time = now
+        moved = state.leo != offset
         state.leo = offset
         if (self.pending_isr is None and rid not in self.isr and offset >= self.hw
                 and offset >= self._epoch_start()):
             self._propose_isr(tuple(sorted(self.isr + (rid,))))
-        self.maybe_advance_hw()
+        if moved:                       # the high watermark follows the ISR's log end offsets: only a move moves it
+            self.maybe_advance_hw()
 
     def _epoch_start(self):
         for epoch, start in reversed(self.log.epochs):
@@ -323,10 +299,10 @@ class Replica:
             return
         new = self.log.end
         me = self.broker.id
-        for r in self.maximal_isr():
+        followers = self.followers
+        for r in (self.isr if self.pending_isr is None else self.maximal_isr()):
             if r != me:
-                follower = self.followers.get(r)
-                leo = follower.leo if follower is not None else -1
+                leo = followers[r].leo if r in followers else -1
                 if leo < new:
                     new = leo
         if new > self.hw:
@@ -361,66 +337,60 @@ class Replica:
         self.pending_isr = None
 
     # ---- follower ----------------------------------------------------------------------------------------
-    def send_fetch(self, reconnect=False):
-        broker = self.broker
-        if reconnect:
-            broker.world.network.reconnect(broker.name, f"broker-{self.leader}")
-        self.fetch_corr = corr = broker.next_corr()
-        self.fetch_sent = broker.now
-        last_epoch = -1 if broker.legacy_truncation else self.log.last_epoch
-        broker.send_to_broker(self.leader, P.FetchRequest(
-            corr, self.tp, self.log.end, broker.id, self.leader_epoch, last_epoch, broker.fetch_wait,
-            reply_to=broker.name))
+    def fetch_state(self):
+        """What this follower asks its leader for: (fetch offset, current leader epoch, last fetched epoch)."""
+        if self.broker.legacy_truncation:
+            return self.log.end, self.leader_epoch, -1
+        epochs = self.log.epochs
+        return self.log.end, self.leader_epoch, epochs[-1][0] if epochs else -1
 
-    def handle_fetch_response(self, resp: P.FetchResponse):
-        if resp.corr != self.fetch_corr or self.role != "follower":
-            return
-        self.fetch_corr = None
-        broker = self.broker
-        if resp.diverging_epoch is not None:
-            epoch, end = resp.diverging_epoch
+    def handle_fetched(self, data: P.FetchPartition) -> int:
+        """This partition's part of a fetch answer (``AbstractFetcherThread.processFetchRequest`` and
+        ``ReplicaFetcherThread.processPartitionData``). Returns FETCHED when the fetch state (log end or epoch)
+        changed and the leader must hear of it, UNCHANGED when only the high watermark may have moved, and
+        FAILED for an error after which the fetcher leaves the partition out for ``replica.fetch.backoff.ms``
+        (``delayPartitions``)."""
+        if data.diverging_epoch is not None:
+            epoch, end = data.diverging_epoch
             # KIP-279: cut at the smaller of where that epoch ends on the leader and here; repeat until agreed.
+            # The leader's high watermark and log start are not taken: the next fetch brings them.
             mine_epoch, mine_end = self.log.end_offset_for_epoch(epoch) if epoch >= 0 else (-1, -1)
             cut = min(end, mine_end) if mine_epoch >= 0 else self.log.start
             self._truncate(cut)
-            return self.send_fetch()
-        if resp.error == P.OFFSET_OUT_OF_RANGE and resp.log_end >= 0 and resp.log_end < self.log.end:
-            self._truncate(resp.log_end)        # pre-KIP-101: cut back to the leader's end and go on
-            return self.send_fetch()
-        if resp.error == P.OFFSET_OUT_OF_RANGE and resp.log_start > self.log.end:
-            # behind the leader's log start (retention deleted what we lack): ReplicaFetcherThread's
-            # truncateFullyAndStartAt(leader's log start)
-            self.log.truncate_fully_and_start_at(resp.log_start)
-            self.producers = ProducerState.from_log(self.log)
-            self.hw = min(self.hw, self.log.end)
-            return self.send_fetch()
-        if resp.error is not None:
-            self.fetch_corr = -1                # back off, then try again (replica.fetch.backoff.ms)
-            broker.call_later(broker.fetch_backoff, self._retry_fetch)
-            return
+            return FETCHED
+        error = data.error
+        if error is not None:
+            if error == P.OFFSET_OUT_OF_RANGE and 0 <= data.log_end < self.log.end:
+                self._truncate(data.log_end)        # pre-KIP-101: cut back to the leader's end and go on
+                return FETCHED
+            if error == P.OFFSET_OUT_OF_RANGE and data.log_start > self.log.end:
+                # behind the leader's log start (retention deleted what we lack): ReplicaFetcherThread's
+                # truncateFullyAndStartAt(leader's log start), which rebuilds the producer state
+                self.log.truncate_fully_and_start_at(data.log_start)
+                self.producers = ProducerState.from_log(self.log)
+                self.hw = min(self.hw, self.log.end)
+                return FETCHED
+            return FAILED
         log = self.log
-        for batch in resp.batches:
-            if batch.end <= log.end:
-                continue
-            if batch.base < log.end:
-                batch = batch.tail(log.end)
-            log.append(batch)                  # (it may start past our end: the leader compacted what was between)
-            if batch.control is not None:
-                self.producers.record_marker(batch)
-            elif batch.producer_id >= 0:
-                self.producers.record(batch)
-        self.hw = max(self.hw, min(resp.high_watermark, log.end))
-        self.send_fetch()
-
-    def _retry_fetch(self):
-        if self.role == "follower" and self.fetch_corr == -1 and self.leader >= 0:
-            self.send_fetch()
-
-    def fetch_failed(self):
-        """Our request was lost with the connection (the leader crashed): back off and retry."""
-        if self.role == "follower" and self.fetch_corr not in (None, -1):
-            self.fetch_corr = -1
-            self.broker.call_later(self.broker.fetch_backoff, self._retry_fetch)
+        changed = UNCHANGED
+        if data.batches:
+            end = log.end
+            for batch in data.batches:
+                if batch.end <= end:
+                    continue
+                if batch.base < end:
+                    batch = batch.tail(end)
+                log.append(batch)              # (it may start past our end: the leader compacted what was between)
+                end = batch.end
+                if batch.control is not None:
+                    self.producers.record_marker(batch)
+                elif batch.producer_id >= 0:
+                    self.producers.record(batch)
+                changed = FETCHED
+        hw = data.high_watermark
+        if hw > self.hw:
+            self.hw = hw if hw < log.end else log.end
+        return changed
 
     def _truncate(self, offset):
         cut = offset < self.log.end

@@ -249,6 +249,12 @@ class TransactionCoordinator:
         self._write(txn, lambda error: None)
 
     # ---- time -------------------------------------------------------------------------------------------
+    def all_aborted_by(self) -> float:
+        """When the cleanup will have aborted every Ongoing transaction this coordinator owns, if none ends
+        before (0.0 when none is open)."""
+        return max((txn.started + txn.timeout + self.cleanup_interval for txn in self.txns.values()
+                    if txn.state == "Ongoing" and self._replica(txn.tid)), default=0.0)
+
     def tick(self):
         now = self.now
         for txn in list(self.txns.values()):
