@@ -74,8 +74,15 @@ def test_a_catch_up_that_ran_out_of_time_names_the_partition_and_why():
     tp = ("events", 1)
     short = SimpleNamespace(assignment=reader.assignment,
                             position=lambda t: 7 if t == tp else reader.position(t),
-                            end_offset=reader.end_offset)
+                            end_offset=reader.end_offset, high_watermarks=reader.high_watermarks)
     fake = SimpleNamespace(reader=short, caught_up=False, cluster=run.cluster)
     gaps = losses.catch_up_gaps(fake)
     assert gaps == [("events", 1, f"read to offset 7 of {reader.end_offset(tp)} before the catch-up time limit")]
     assert losses.catch_up_gaps(SimpleNamespace(reader=short, caught_up=True, cluster=run.cluster)) == []
+    # read_committed: read to the last stable offset, which an open transaction held below the high watermark
+    held = SimpleNamespace(assignment=reader.assignment, position=lambda t: 7 if t == tp else reader.position(t),
+                           end_offset=lambda t: 7 if t == tp else reader.end_offset(t),
+                           high_watermarks=reader.high_watermarks)
+    assert losses.catch_up_gaps(SimpleNamespace(reader=held, caught_up=False, cluster=run.cluster)) == [
+        ("events", 1, f"an open transaction held the last stable offset at 7, below the high watermark "
+                      f"{reader.high_watermarks[tp]}, until the catch-up time limit")]

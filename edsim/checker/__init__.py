@@ -178,9 +178,25 @@ def detector(name: str):
 
 def cases_frame(columns: dict, evidence) -> pd.DataFrame:
     """A case table: the locating columns in order, then ``evidence``."""
-    frame = pd.DataFrame({name: (np.asarray(col) if not isinstance(col, list) else col)
-                          for name, col in columns.items()})
-    frame["evidence"] = pd.Series(list(evidence), index=frame.index, dtype=object)
+    columns = {name: (np.asarray(col) if not isinstance(col, list) else col) for name, col in columns.items()}
+    evidence = list(evidence)
+    if not evidence and not any(len(col) for col in columns.values()):
+        # most runs find nothing: an empty table of each shape is built once (pandas' constructor is the
+        # checker's largest fixed cost) and copied
+        shape = tuple((name, "O" if isinstance(col, list) else col.dtype.str) for name, col in columns.items())
+        empty = _EMPTY.get(shape)
+        if empty is None:
+            empty = _EMPTY[shape] = _build_cases(columns, evidence)
+        return empty.copy()
+    return _build_cases(columns, evidence)
+
+
+_EMPTY: dict[tuple, pd.DataFrame] = {}
+
+
+def _build_cases(columns: dict, evidence: list) -> pd.DataFrame:
+    frame = pd.DataFrame(columns)
+    frame["evidence"] = pd.Series(evidence, index=frame.index, dtype=object)
     return frame
 
 
@@ -191,6 +207,14 @@ def _empty_cases() -> pd.DataFrame:
                         "time": np.empty(0)}, [])
 
 
+def _numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cases numbered 0, 1, 2... (a detector may have filtered or sorted them)."""
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
 def check(history, invariants=()) -> Report:
     """Checks a :class:`~edsim.history.History` (or its ``to_frame()``) for every anomaly in ANOMALIES, then each
     declared invariant (``edsim.invariants``), reported under its own name."""
@@ -198,12 +222,12 @@ def check(history, invariants=()) -> Report:
     cases = {}
     for name in ANOMALIES:
         fn = DETECTORS.get(name)
-        cases[name] = fn(analysis).reset_index(drop=True) if fn else _empty_cases()
+        cases[name] = _numbered(fn(analysis)) if fn else _empty_cases()
     if invariants:
         frame = history.to_frame() if hasattr(history, "to_frame") else history
         lineage = history.lineage() if hasattr(history, "lineage") else None
         for invariant in invariants:
-            cases[invariant.name] = invariant.cases(frame, lineage).reset_index(drop=True)
+            cases[invariant.name] = _numbered(invariant.cases(frame, lineage))
     return Report({name: len(frame) for name, frame in cases.items()}, cases)
 
 
