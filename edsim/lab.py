@@ -280,11 +280,15 @@ class Cluster:
         """Every consumer group of the hosted services has each partition of its topics assigned to a stable
         member that knows where to read from. (Checked every millisecond of a warm-up: unstable members, the
         usual answer, are found first and cheaply.)"""
-        members = [c for service in self.services.values() for i in service.instances for c in i.clients
-                   if c.kind == "client" and getattr(c, "membership", None) is not None]
-        for c in members:
-            if c.membership.state != "stable":
-                return False
+        members = []
+        for service in self.services.values():
+            for i in service.instances:
+                for c in i.clients:
+                    membership = c.membership if c.kind == "client" and hasattr(c, "membership") else None
+                    if membership is not None:
+                        if membership.state != "stable":
+                            return False
+                        members.append(c)
         groups: dict[str, list] = {}
         for c in members:
             groups.setdefault(c.membership.group, []).append(c)

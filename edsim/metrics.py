@@ -28,25 +28,33 @@ class Sampler:
     def _run(self):
         kafka = self.lab.kafka
         tps = kafka.partitions(self.topic)
+        partitions, brokers, rows = kafka.controller.partitions, kafka.brokers, self.rows
         while self.running:
             now = self.lab.env.now
             committed = self._committed()
-            consumers = self._consumers()
-            for tp in tps:
-                state = kafka.controller.partitions[tp]
-                leader = kafka.brokers.get(state.leader)
+            owners = {}                                 # the first live consumer holding a position owns it
+            for c in self._consumers():
+                if c.up:
+                    for tp in c.positions:
+                        owners.setdefault(tp, c)
+            for tp in tps:              # (subscripts rather than calls: this runs per partition and sample)
+                state = partitions[tp]
+                leader = brokers[state.leader] if state.leader in brokers else None
                 replica = leader.replicas[tp] if leader is not None and leader.up else None
-                hw = replica.hw if replica is not None else -1
-                lso = replica.last_stable_offset if replica is not None else -1
-                owner = next((c for c in consumers if c.up and tp in c.positions), None)
-                position = owner.positions.get(tp) if owner is not None else None
+                if replica is not None:
+                    hw, end = replica.hw, replica.log.end
+                    transactions = replica.producers
+                    lso = replica.last_stable_offset if transactions.ongoing or transactions.completed else hw
+                else:
+                    hw = lso = end = -1
+                owner = owners[tp] if tp in owners else None
+                position = owner.positions[tp] if owner is not None else None
                 if position is None:
                     position = committed.get(tp, 0)
-                lag = max(hw - position, 0) if hw >= 0 else 0
-                self.rows.append((now, tp[1], state.leader, state.leader_epoch, len(state.isr), hw,
-                                  replica.log.end if replica is not None else -1,
-                                  owner.name if owner is not None else "", committed.get(tp, -1), lag, lso,
-                                  max(hw - lso, 0)))
+                lag = hw - position if hw > position else 0
+                rows.append((now, tp[1], state.leader, state.leader_epoch, len(state.isr), hw, end,
+                             owner.name if owner is not None else "", committed.get(tp, -1), lag, lso,
+                             hw - lso if hw > lso else 0))
             yield self.lab.env.timeout(self.interval)
 
     def partition_frame(self) -> pd.DataFrame:

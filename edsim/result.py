@@ -327,15 +327,15 @@ def _service_rows(run) -> pd.DataFrame:
     names = lab.history.names()
     process_service = np.array([roles.get(p, ("", ""))[1] for p in names["process"]] or [""], dtype=object)
     processed = cols["f"] == names["f"].index("process")
-    restores = pd.DataFrame(lab.restores, columns=["service", "instance", "store", "partition", "records", "started",
-                                                   "finished"])
     kafka = lab.kafka
     rows = []
     for name, service in lab.services.items():
         mine = processed & (process_service[cols["process"]] == name) if len(cols["process"]) else processed
         values = cols["value"][mine]
-        r = restores[restores["service"] == name]
-        took = r["finished"] - r["started"]
+        # lab.restores: (service, instance, store, partition, records, started, finished) per restore
+        r = [(records, finished - started) for service_name, _i, _s, _p, records, started, finished in lab.restores
+             if service_name == name]
+        took = [t for _, t in r]
         lag = 0
         groups = {c.membership.group: c for c in service.consumers()}
         for group, member in groups.items():
@@ -349,9 +349,9 @@ def _service_rows(run) -> pd.DataFrame:
         rows.append({"service": name, "instances": len(service.instances),
                      "processed": int(len(np.unique(values))),
                      "restarts": sum(i.restarts for i in service.instances),
-                     "records restored": int(r["records"].sum()),
-                     "restore time (s)": round(float(took.sum()), 4),
-                     "longest restore (s)": round(float(took.max()), 4) if len(r) else 0.0,
+                     "records restored": int(sum(records for records, _ in r)),
+                     "restore time (s)": round(float(sum(took)), 4),
+                     "longest restore (s)": round(float(max(took)), 4) if r else 0.0,
                      "lag": int(lag)})
     return pd.DataFrame(rows).set_index("service")
 

@@ -63,18 +63,21 @@ class KafkaCluster:
         n = len(self.brokers)
         replicas = [(p + i) % n + 1 for i in range(topic["replication.factor"])]
         tp = (name, p)
+        min_isr, unclean = topic["min.insync.replicas"], topic["unclean.leader.election.enable"]
+        compacted = "compact" in topic["cleanup.policy"]
+        flush_messages, segment_bytes, segment_ms = topic["flush.messages"], topic["segment.bytes"], \
+            topic.seconds("segment.ms")
+        flush_interval = topic.seconds("flush.ms") if topic["flush.ms"] is not None else None
         for r in replicas:
-            replica = Replica(self.brokers[r], tp, replicas, topic["min.insync.replicas"],
-                              topic["unclean.leader.election.enable"])
+            replica = Replica(self.brokers[r], tp, replicas, min_isr, unclean)
             replica.topic_config = topic
-            replica.compacted = "compact" in topic["cleanup.policy"]
-            replica.log.flush_messages = topic["flush.messages"]
-            replica.log.segment_bytes = topic["segment.bytes"]
-            replica.log.segment_ms = topic.seconds("segment.ms")
-            replica.flush_interval = topic.seconds("flush.ms") if topic["flush.ms"] is not None else None
+            replica.compacted = compacted
+            replica.log.flush_messages = flush_messages
+            replica.log.segment_bytes = segment_bytes
+            replica.log.segment_ms = segment_ms
+            replica.flush_interval = flush_interval
             self.brokers[r].replicas[tp] = replica
-        state = self.controller.create_partition(tp, replicas, topic["unclean.leader.election.enable"],
-                                                 topic["min.insync.replicas"])
+        state = self.controller.create_partition(tp, replicas, unclean, min_isr)
         for broker in self.brokers.values():       # a topic made before the run starts is known everywhere
             if broker.up:
                 broker.apply_partition_state(state)

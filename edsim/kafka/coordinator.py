@@ -12,6 +12,8 @@ session times out gets its old assignment without a rebalance).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import protocol as P
@@ -20,7 +22,9 @@ from .log import Batch
 OFFSETS_TOPIC = "__consumer_offsets"
 
 
+@functools.lru_cache(maxsize=4096)
 def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (a group or transactional.id names few strings, asked for often: cached)."""
     h = 0
     for ch in text:
         h = (31 * h + ord(ch)) & 0xFFFFFFFF

@@ -44,6 +44,8 @@ class Replica:
         self.tp = tp
         self.replicas = tuple(replicas)
         self.min_insync = min_insync
+        # min.insync.replicas capped at the replica count, as Kafka does since 3.7 (apache/kafka PR #14594)
+        self.effective_min_isr = min(min_insync, len(self.replicas))
         self.unclean = unclean
         # on disk: kept across crashes
         self.log = Log(broker.world.env)
@@ -70,11 +72,6 @@ class Replica:
         self.sessions: list = []           # followers' fetch sessions on this broker that include it (fetch.py)
         self.fetcher = None                # as a follower: the broker's ReplicaFetcher that fetches it
         self.alter_sent = 0.0
-
-    @property
-    def effective_min_isr(self) -> int:
-        """min.insync.replicas capped at the replica count, as Kafka does since 3.7 (apache/kafka PR #14594)."""
-        return min(self.min_insync, len(self.replicas))
 
     def maximal_isr(self):
         """The ISR the leader must wait for: committed plus proposed, so a pending change never lowers safety."""
