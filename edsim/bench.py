@@ -12,7 +12,8 @@ Everything runs in one process, one after the other, so the ratios compare like 
    estimate 2 × linger.ms + 2 × RTT;
 6. a chapter-sized scenario re-run (the default scenario), and the same from the experiment panel's own Run path
    (run, summary, anomaly table and the replica-log picture as PNG: what a learner waits for; the issue asks
-   for under 0.25 s), then the Run button on each chapter notebook's own panel scenario;
+   for under 0.25 s), then the Run button on each chapter notebook's own panel scenario, timed and counted
+   (function calls of one click, which do not wander with the machine as times do);
 7. a sweep of 200 short runs over a process pool.
 Rows 1 to 3 keep the best of ``--repeat`` runs each (the machine's speed wanders; the best run is the least
 disturbed one, as ``timeit`` reports). It prints a table and writes the same as JSON. No test asserts a time.
@@ -98,6 +99,25 @@ def panel_rerun(repeats: int = 5, scenario=None) -> float:
     if panel.result is None:
         raise RuntimeError("the panel did not run: " + panel.message.value)
     return sorted(times)[len(times) // 2]
+
+
+def panel_click_calls(scenario=None) -> int:
+    """Python function calls (cProfile's count) of one Run click of the panel on ``scenario`` (the default one if
+    None), after one warm-up click: the click's cost counted, so that it compares across machines and commits."""
+    import cProfile
+    import pstats
+
+    from . import Scenario
+    from .widgets import ExperimentPanel
+    panel = ExperimentPanel(scenario if scenario is not None else Scenario(seed=1))
+    panel.run_button.click()
+    profile = cProfile.Profile()
+    profile.enable()
+    panel.run_button.click()
+    profile.disable()
+    if panel.result is None:
+        raise RuntimeError("the panel did not run: " + panel.message.value)
+    return pstats.Stats(profile).total_calls
 
 
 def work_per_record(records: int = 20_000) -> tuple[float, float]:
@@ -213,10 +233,12 @@ def main(argv=None):
     simulate(seed=1)
     rows["chapter-sized scenario re-run, seconds"] = time.perf_counter() - start
     rows["panel re-run (Run button), seconds"] = panel_rerun()
+    rows["panel Run click, function calls (counted)"] = panel_click_calls()
     for name, scenario in chapter_panels(args.notebooks).items():
         if args.quick:
             scenario = scenario.replace(**{"workload.messages": 200})
         rows[f"panel re-run, {name}, seconds"] = panel_rerun(1 if args.quick else 3, scenario)
+        rows[f"panel Run click, {name}, function calls (counted)"] = panel_click_calls(scenario)
     start = time.perf_counter()
     runs = 4 if args.quick else 200
     with ProcessPoolExecutor(max_workers=2) as pool:

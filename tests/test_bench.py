@@ -17,6 +17,8 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path):
     assert [n for n, _ in saved["scaling"]["partitions"]] == [1, 3]
     chapters = [name for name in saved if name.startswith("panel re-run, ")]
     assert len(chapters) == 8 and all(saved[name] > 0 for name in chapters)
+    counted = [name for name in saved if name.startswith("panel Run click, ")]
+    assert len(counted) == 9 and all(saved[name] > 1000 for name in counted)     # the default panel and 8 chapters
     assert [k for k, _ in saved["scaling"]["faults"]] == [0, 4] and all(t > 0 for _, t in saved["scaling"]["faults"])
     assert all(t > 0 for _, t in saved["scaling"]["records"]) and (tmp_path / "scale.png").stat().st_size > 0
 
