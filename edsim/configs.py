@@ -330,6 +330,11 @@ CLIENT = (
             "the longest wait before a retry: a producer's batch, the group protocol's lookups (KIP-580)"),
     Setting("metadata.max.age.ms", 300000, positive_number,
             "how often a client refreshes its metadata (partitions, leaders) when nothing failed"),
+    Setting("reconnect.backoff.ms", 50, non_negative_number,
+            "the first wait before reconnecting to a broker after a connection failed or timed out (it doubles up "
+            "to reconnect.backoff.max.ms; Kafka adds 20% jitter, edsim does not)"),
+    Setting("reconnect.backoff.max.ms", 1000, non_negative_number,
+            "the longest wait before reconnecting to a broker"),
     Setting("edsim.principal", "User:ANONYMOUS", principal,
             "who the client is to the brokers' authorizer: stands for the identity SASL or mutual TLS "
             "authenticates (Kafka's User:ANONYMOUS on a PLAINTEXT listener)"),

@@ -140,3 +140,35 @@ def test_a_join_group_sent_into_a_short_partition_arrives_after_the_heal():
     assigned = h[(h["f"] == "assign") & (h["process"] == "consumer-2") & (h["type"] == "ok")]
     assert len(assigned) and assigned["time"].min() < 5.0
     assert sum(result.anomalies.values()) == 0
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({}, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]),                                          # Kafka's defaults
+    ({"reconnect.backoff.ms": 300, "reconnect.backoff.max.ms": 500}, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]),
+])
+def test_a_client_waits_reconnect_backoff_ms_doubling_to_its_max_between_connection_attempts(config, expected):
+    """A broker that is down resets each new connection; the client tries again after reconnect.backoff.ms,
+    doubling with each failure up to reconnect.backoff.max.ms (Java's ClusterConnectionStates, without its 20%
+    jitter). The crash itself broke the first connection (one failure: reconnect.backoff.ms), so the gaps between
+    the attempts that follow start at the second step. A failed attempt counts once, however it is learnt of (the
+    reset, and the ApiVersions request it fails)."""
+    import edsim
+    from edsim import faults
+    c = edsim.Cluster(brokers=3, seed=1)
+    c.create_topic("t", partitions=1)
+    p = c.producer(config)
+    attempts = []
+    connect = c.world.network.reconnect
+    c.world.network.reconnect = lambda src, dst: (attempts.append(c.env.now) if dst == "broker-2" else None,
+                                                 connect(src, dst))[1]
+    c.inject(faults.crash(2, at=0.5))
+
+    def keep_asking(env):
+        yield env.timeout(0.6)
+        while env.now < 8.0:
+            p.ready(2)
+            yield env.timeout(0.001)
+    c.env.process(keep_asking(c.env))
+    c.run(until=8.0)
+    gaps = [round(b - a, 2) for a, b in zip(attempts, attempts[1:])]
+    assert gaps[:len(expected)] == pytest.approx(expected, abs=0.01)

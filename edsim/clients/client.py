@@ -12,21 +12,21 @@ from ..engine.network import Disconnected
 from ..kafka import protocol as P
 
 TICK = 0.1   # seconds between checks for requests that outlived their timeout
-RECONNECT_BACKOFF = 0.05       # reconnect.backoff.ms, doubling up to reconnect.backoff.max.ms
-RECONNECT_BACKOFF_MAX = 1.0
 CONNECTION_SETUP_TIMEOUT = 10.0  # socket.connection.setup.timeout.ms
 
 
 class Client(Node):
     kind = "client"
 
-    def __init__(self, world, kafka, name: str, request_timeout: float, retry_backoff: float,
-                 metadata_max_age: float = 300.0):
+    def __init__(self, world, kafka, name: str, config):
         super().__init__(world, name)
         self.kafka = kafka
-        self.request_timeout = request_timeout
-        self.retry_backoff = retry_backoff
-        self.metadata_max_age = metadata_max_age
+        self.request_timeout = config.seconds("request.timeout.ms")
+        self.retry_backoff = config.seconds("retry.backoff.ms")
+        self.metadata_max_age = config.seconds("metadata.max.age.ms")
+        # reconnect.backoff.ms doubling up to reconnect.backoff.max.ms (Java's ClusterConnectionStates)
+        self.reconnect_backoff = config.seconds("reconnect.backoff.ms")
+        self.reconnect_backoff_max = config.seconds("reconnect.backoff.max.ms")
         self.broker_ids = sorted(kafka.brokers)
         self._node_rng = world.rng(f"{name}/least-loaded")
         self._corr = 0
@@ -99,17 +99,20 @@ class Client(Node):
         return False
 
     def _on_connect(self, bid, response):
-        self._connecting.discard(bid)
         if isinstance(response, P.ApiVersionsResponse):
+            self._connecting.discard(bid)
             self.connected.add(bid)
             self._reconnect_backoff.pop(bid, None)
             self.on_connected(bid)
-        else:
+        elif bid in self._connecting:          # (a disconnect or a timeout may have closed it already)
             self._lose_connection(bid)
 
     def _lose_connection(self, bid):
+        """The connection to ``bid`` failed or was closed: one step of the reconnect backoff."""
         self.connected.discard(bid)
-        backoff = min(self._reconnect_backoff.get(bid, RECONNECT_BACKOFF / 2) * 2, RECONNECT_BACKOFF_MAX)
+        self._connecting.discard(bid)
+        previous = self._reconnect_backoff.get(bid)
+        backoff = min(previous * 2 if previous is not None else self.reconnect_backoff, self.reconnect_backoff_max)
         self._reconnect_backoff[bid] = backoff
         self._reconnect_at[bid] = self.now + backoff
 
@@ -124,10 +127,10 @@ class Client(Node):
                 entry = self.inflight.pop(corr, None)
                 if entry is None:
                     continue
-                entry[3](P.REQUEST_TIMED_OUT)
                 # The Java client closes a connection whose request timed out: the rest in flight on it fail too.
                 bid = entry[0]
                 self._lose_connection(bid)
+                entry[3](P.REQUEST_TIMED_OUT)
                 for other in [c for c, e in self.inflight.items() if e[0] == bid]:
                     self.inflight.pop(other)[3](P.NETWORK_EXCEPTION)
         if self.now - self._metadata_fresh >= self.metadata_max_age:

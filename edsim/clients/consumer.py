@@ -83,8 +83,7 @@ class Records:
 class Consumer(Client):
     def __init__(self, world, kafka, name: str = "consumer-1", config=None):
         self.config = config if isinstance(config, Config) else Config("consumer", CONSUMER, config)
-        super().__init__(world, kafka, name, self.config.seconds("request.timeout.ms"),
-                         self.config.seconds("retry.backoff.ms"), self.config.seconds("metadata.max.age.ms"))
+        super().__init__(world, kafka, name, self.config)
         self.principal = self.config["edsim.principal"]  # who the brokers' authorizer sees (acl.py)
         self.max_wait = self.config.seconds("fetch.max.wait.ms")
         self.min_bytes = self.config["fetch.min.bytes"]

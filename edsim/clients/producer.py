@@ -127,8 +127,7 @@ class Producer(Client):
     def __init__(self, world, kafka, name: str = "producer", config=None, record_size: int = 100):
         config, self.notes = producer_config(config)
         self.config = config
-        super().__init__(world, kafka, name, config.seconds("request.timeout.ms"), config.seconds("retry.backoff.ms"),
-                         config.seconds("metadata.max.age.ms"))
+        super().__init__(world, kafka, name, config)
         self.principal = config["edsim.principal"]       # who the brokers' authorizer sees (acl.py)
         self.acks = config["acks"]
         self.idempotent = config["enable.idempotence"]
