@@ -216,3 +216,39 @@ def test_a_leader_that_lost_its_sessions_answers_session_not_found_and_the_follo
     assert len(full) == 2 and all(sorted(m.partitions) == _led_by(cluster, "events", 1) for m in full)
     sessions = leader.fetch_manager.sessions
     assert sorted(sessions) == [2, 3] and all(sessions[b].id != old[b].id for b in (2, 3))
+
+
+def test_buffered_records_are_returned_before_a_fetch_is_sent_so_the_next_fetch_includes_their_partition():
+    """Java's pollForFetches returns records already buffered at once and sends fetches after handing them over
+    (ClassicKafkaConsumer.poll: ``sendFetches()`` once a fetch is collected), so a partition drained by a poll is
+    in the next request to its leader. Sending first would leave it out (it still had buffered records), and with
+    one request in flight per broker its next records would wait out that request's fetch.max.wait.ms."""
+    cluster = edsim.Cluster(brokers=1, seed=1, broker={"offsets.topic.replication.factor": 1})
+    cluster.create_topic("events", {"partitions": 2, "replication.factor": 1})
+    producer = cluster.producer({"linger.ms": 0})
+    consumer = cluster.consumer({"auto.offset.reset": "earliest"}, name="reader")
+    consumer.assign(cluster.kafka.partitions("events"))
+    got = {}
+
+    def writer(env):
+        yield env.timeout(1.0)
+        for v in range(5):
+            producer.send("events", v, partition=0)
+        yield env.timeout(0.25)
+        for v in range(5, 10):
+            producer.send("events", v, partition=0)
+
+    def app(env):
+        while True:
+            records = yield from consumer.poll(0.0)
+            for record in records:
+                got[record.value] = env.now
+            yield env.timeout(0.05)                      # processing: the answer lands in the buffer meanwhile
+
+    cluster.env.process(writer(cluster.env))
+    cluster.env.process(app(cluster.env))
+    cluster.run(until=3.0)
+    assert sorted(got) == list(range(10))
+    # the second five were written at 1.25 s; a poll within the next processing pause returns them, not one after
+    # a 0.5 s fetch.max.wait.ms spent on a request for partition 1 alone
+    assert max(got.values()) < 1.25 + 0.1

@@ -172,3 +172,19 @@ def test_a_client_waits_reconnect_backoff_ms_doubling_to_its_max_between_connect
     c.run(until=8.0)
     gaps = [round(b - a, 2) for a, b in zip(attempts, attempts[1:])]
     assert gaps[:len(expected)] == pytest.approx(expected, abs=0.01)
+
+
+def test_a_restarted_receiver_gets_new_data_on_a_new_connection_not_behind_what_the_old_one_held(net):
+    """b held a message for a on a cut link; a crashed and restarted. What b sends a afterwards goes on a new
+    connection (a's new process accepted it), so it does not queue behind the old connection's held data, which
+    still arrives at its retransmission and is reset by the new process."""
+    world, network, a, b = net
+    network.block("b", "a")
+    at(world, 0.1, network.send, b, "a", "old")
+    at(world, 0.2, a.crash)
+    at(world, 0.3, a.restart)
+    at(world, 0.5, network.unblock, "b", "a")
+    at(world, 0.6, network.send, b, "a", "new")
+    world.env.run(until=5)
+    assert a.got == [(0.61, "new")]                             # not at 0.71, behind "old"
+    assert b.got == [(0.71, "RST")]                             # old: retransmitted at 0.7, reset by a's new process

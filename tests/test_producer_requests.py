@@ -167,3 +167,25 @@ def test_the_broker_answers_a_multi_partition_request_once_with_a_result_per_par
     results = answers[0].results
     assert results[("events", 0)][0] is None and results[("events", 2)][0] is None
     assert results[("events", 9)] == (P.NOT_LEADER_OR_FOLLOWER, -1)
+
+
+def test_the_sender_loops_while_batches_are_ready_filling_the_connection_with_requests():
+    """A backlog waiting for a connection leaves in up to max.in.flight.requests.per.connection requests at once:
+    Sender.sendProducerData polls with timeout 0 after it sent, so it drains again at once, rather than one
+    request per answer."""
+    c = edsim.Cluster(brokers=3, seed=1)
+    c.create_topic("t", partitions=1)
+    p = c.producer({"linger.ms": 0, "batch.size": 100, "max.request.size": 100})   # one 100-byte record a request
+    leader = c.kafka.leader(("t", 0))
+    seen = []
+
+    def app(env):
+        for v in range(20):
+            p.send("t", v, partition=0)                  # before the connection to the leader is up
+        while env.now < 1.0:
+            seen.append(p.in_flight.get(leader, 0))
+            yield env.timeout(0.0001)
+    c.env.process(app(c.env))
+    c.run(until=2.0)
+    assert max(seen) == 5                                # max.in.flight.requests.per.connection's default
+    assert c.history.to_frame().query("f == 'send' and type == 'ok'")["value"].tolist() == list(range(20))

@@ -354,8 +354,11 @@ class Consumer(Client):
                 self._next_auto_commit = self.now + self.auto_commit_interval
                 if self.membership.state == "stable":
                     self.commit_async()
-        self._fetch_all()
         if not self._buffered():
+            # Java's pollForFetches: records already buffered are returned at once; fetches are sent only when
+            # there are none (and after records are handed over: _take), so a partition drained by this poll is
+            # in the next fetch to its leader
+            self._fetch_all()
             self._data = env.event()
             yield env.any_of([self._data, env.timeout(timeout)])
             self._data = None

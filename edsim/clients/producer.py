@@ -491,12 +491,18 @@ class Producer(Client):
         if need_metadata:
             self.refresh_metadata()
             next_check = min(next_check, now + self.retry_backoff)
+        sent = False
         for leader in ready_nodes:
             if self.in_flight.get(leader, 0) >= self.max_in_flight or not self.ready(leader):
                 continue                                 # a response, or the connection, calls _pump again
             drained = self._drain(leader, now)
             if drained:
                 self._send(leader, drained)
+                sent = True
+        if sent:
+            # Sender.sendProducerData polls with timeout 0 when it sent: it loops at once and drains again while
+            # batches are ready and the connection has room (max.in.flight.requests.per.connection)
+            self._wake(now)
         if next_check < INF:
             self._wake(next_check)
         if self._next_expiry < INF:

@@ -247,6 +247,12 @@ class Network:
         if self._held or self._closed_held:
             for held in [h for h in [*self._held.values(), *self._closed_held] if h.link[0] == node.name]:
                 self._forget(held)
+            # what peers hold for it belongs to connections that died with it: whatever they send it after its
+            # restart goes on a new connection, not behind that (the old data still arrives, and is reset)
+            for link in [link for link in self._held if link[1] == node.name]:
+                self._closed_held.append(self._held.pop(link))
+        for link in [link for link in self._last if node.name in link]:
+            del self._last[link]
         if power_loss:
             return
         for peer in self.world.nodes.values():
