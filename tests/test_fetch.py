@@ -252,3 +252,27 @@ def test_buffered_records_are_returned_before_a_fetch_is_sent_so_the_next_fetch_
     # the second five were written at 1.25 s; a poll within the next processing pause returns them, not one after
     # a 0.5 s fetch.max.wait.ms spent on a request for partition 1 alone
     assert max(got.values()) < 1.25 + 0.1
+
+
+def test_a_consumer_fetches_only_while_its_application_polls():
+    """The classic consumer has no background fetcher: fetches are sent from poll() (ClassicKafkaConsumer.poll /
+    pollForFetches), so while the application processes for 2 s nothing is asked for beyond the request already
+    out; its next poll fetches again at once."""
+    cluster = edsim.Cluster(brokers=1, seed=1, broker={"offsets.topic.replication.factor": 1})
+    cluster.create_topic("events", {"partitions": 1, "replication.factor": 1})
+    consumer = cluster.consumer({"auto.offset.reset": "earliest"}, name="reader")
+    consumer.assign(cluster.kafka.partitions("events"))
+    seen = _spy(cluster)
+
+    def app(env):
+        for _ in range(10):
+            yield from consumer.poll(0.1)
+        yield env.timeout(2.0)                           # processing, not polling
+        yield from consumer.poll(0.1)
+
+    cluster.env.process(app(cluster.env))
+    cluster.run(until=4.0)
+    sent = [t for t, s, _d, m in seen if s == "reader" and type(m) is P.FetchRequest]
+    busy_from = max(t for t in sent if t < 1.5)          # the last request of the polling second
+    during = [t for t in sent if busy_from < t < 3.0]
+    assert during == [] and any(t >= 3.0 for t in sent)

@@ -233,6 +233,11 @@ def test_a_consumer_behind_retention_applies_auto_offset_reset(reset):
     start = cluster.kafka.brokers[1].replicas[("events", 0)].log.start
     assert start > 0
     reader.resume_partitions([("events", 0)])
+
+    def poll(env):                                      # a consumer fetches only when its application polls
+        while True:
+            yield from reader.poll(0.1)
+    cluster.env.process(poll(cluster.env))
     cluster.run(until=51)
     position = reader.positions[("events", 0)]
     assert position >= start if reset == "earliest" else position >= cluster.kafka.brokers[1].replicas[

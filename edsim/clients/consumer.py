@@ -145,7 +145,7 @@ class Consumer(Client):
         for tp, offset in (positions or {}).items():
             if tuple(tp) in self.positions:
                 self.positions[tuple(tp)] = offset
-        self._fetch_all()
+        self._fetch_if_polling()
 
     # ---- group membership -------------------------------------------------------------------------------
     def subscribe(self, topics, listener=None):
@@ -215,7 +215,7 @@ class Consumer(Client):
                     # the first fetch validates the position against the leader's log (_on_fetch).
                     self.last_epoch[tp] = epoch
                     self.validate.add(tp)
-        self._fetch_all()
+        self._fetch_if_polling()
 
     def _set_assignment(self, tps):
         old = set(self.assignment)
@@ -418,7 +418,7 @@ class Consumer(Client):
     def resume_partitions(self, tps):
         """Undo ``pause_partitions`` (Java's ``resume``)."""
         self.paused_partitions -= {tuple(tp) for tp in tps}
-        self._fetch_all()
+        self._fetch_if_polling()
         if self._buffered():
             self._wake()
 
@@ -427,7 +427,7 @@ class Consumer(Client):
         self.positions[tp] = offset
         self.buffers[tp] = deque()
         self.fetching.pop(tp, None)
-        self._fetch_all()
+        self._fetch_if_polling()
 
     # ---- fetching ---------------------------------------------------------------------------------------
     def on_topic_errors(self, errors):
@@ -456,16 +456,23 @@ class Consumer(Client):
                 self.validate.add(tp)
         if self.membership is not None:
             self.membership.metadata_changed()
-        self._fetch_all()
+        self._fetch_if_polling()
 
     def on_tick(self):
         if self.up:
             if self.membership is not None:
                 self.membership.on_tick()
-            self._fetch_all()
+            self._fetch_if_polling()
 
     def on_connected(self, bid):
-        self._fetch_all()
+        self._fetch_if_polling()
+
+    def _fetch_if_polling(self):
+        """Java's classic consumer sends fetches only from ``poll()``: while the application waits in it, an
+        answer, a tick, new metadata or a connection lead to the next request; while it processes, nothing is
+        fetched until it polls again (ClassicKafkaConsumer.pollForFetches)."""
+        if self._data is not None:
+            self._fetch_all()
 
     def _fetch_all(self):
         """Send what can be sent (``AbstractFetch.prepareFetchRequests``): a ListOffsets for each fetchable
@@ -557,7 +564,7 @@ class Consumer(Client):
             return self.refresh_metadata()
         if tp in self.positions and self.positions[tp] is None:
             self.positions[tp] = response.offset
-        self._fetch_all()
+        self._fetch_if_polling()
 
     def _on_fetch(self, leader, want, response, corr):
         """The answer to one FetchRequest: each partition on its own (``FetchCollector``), then fetch again."""
@@ -583,7 +590,7 @@ class Consumer(Client):
         if got:
             self._wake()            # the application's poll takes them and fetches again (KafkaConsumer.poll)
         else:
-            self._fetch_all()
+            self._fetch_if_polling()
 
     def _on_partition(self, tp, position, data) -> bool:
         """One partition of a fetch answer (``data``: a FetchPartition, or the request's error code); True if
