@@ -58,7 +58,7 @@ class Client(Node):
         self._corr += 1
         message.corr = self._corr
         message.reply_to = self.name
-        self.inflight[self._corr] = [broker_id, self.now, timeout or self.request_timeout, on_response]
+        self.inflight[self._corr] = [broker_id, self._env._now, timeout or self.request_timeout, on_response]
         self.world.network.send(self, f"broker-{broker_id}", message)
         return self._corr
 

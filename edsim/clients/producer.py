@@ -395,7 +395,7 @@ class Producer(Client):
             queue = self.batches[tp] = deque()
         was_empty = not queue
         capacity = self.records_per_batch
-        now = self.now
+        now = self._env._now                    # (Node.now without its property call: once per appended slice)
         n = len(values)
         start = 0
         filled = False
@@ -491,17 +491,19 @@ class Producer(Client):
         if need_metadata:
             self.refresh_metadata()
             next_check = min(next_check, now + self.retry_backoff)
-        sent = False
+        again = False
         for leader in ready_nodes:
             if self.in_flight.get(leader, 0) >= self.max_in_flight or not self.ready(leader):
                 continue                                 # a response, or the connection, calls _pump again
             drained = self._drain(leader, now)
             if drained:
                 self._send(leader, drained)
-                sent = True
-        if sent:
-            # Sender.sendProducerData polls with timeout 0 when it sent: it loops at once and drains again while
-            # batches are ready and the connection has room (max.in.flight.requests.per.connection)
+                # Sender.sendProducerData polls with timeout 0 when it sent: it loops at once and drains again
+                # while the connection has room (max.in.flight.requests.per.connection) and batches are left
+                if not again and self.in_flight.get(leader, 0) < self.max_in_flight and (
+                        self._drain_stopped or any(self.batches[batch.tp] for batch in drained)):
+                    again = True
+        if again:
             self._wake(now)
         if next_check < INF:
             self._wake(next_check)
@@ -516,6 +518,7 @@ class Producer(Client):
         and a retried batch that is not the first of its partition in flight (``shouldStopDrainBatchesForPartition``;
         Java stops draining the node there, edsim skips the partition). Idempotent batches get their producer id
         and sequence numbers here, once: a retry keeps them."""
+        self._drain_stopped = False
         leaders = self.leaders
         parts = [tp for tp in self.batches if leaders.get(tp, (-1,))[0] == leader]
         n = len(parts)
@@ -539,6 +542,7 @@ class Producer(Client):
                 if first.retry_at <= now + EPS:
                     nbytes = first.count * record_size
                     if drained and size + nbytes > limit:
+                        self._drain_stopped = True       # max.request.size: the rest waits for the next request
                         break
                     if not ((txn is not None and not txn.can_send(tp)) or (idempotent and self._out_of_turn(tp, first))):
                         queue.popleft()
