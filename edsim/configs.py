@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,32 +35,44 @@ def _bad(key, value, allowed):
     return ConfigError(f"{key}={value!r} is not allowed: {key} must be {allowed}")
 
 
+def _finite(value):
+    """A real number (numpy's included), not a bool, not NaN or infinite."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _plain(value):
+    """A number as Python's own int or float (numpy's numbers would show in a scenario's repr)."""
+    if type(value) in (int, float):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def _whole(value):
+    return _finite(value) and value == int(value)
+
+
 def non_negative_int(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+    if not _whole(value) or value < 0:
         raise _bad(key, value, "a whole number >= 0")
     return int(value)
 
 
 def positive_int(key, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+    if not _whole(value) or value < 1:
         raise _bad(key, value, "a whole number >= 1")
     return int(value)
-
-
-def _finite(value):
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def non_negative_number(key, value):
     if not _finite(value) or value < 0:
         raise _bad(key, value, "a number >= 0 (and finite)")
-    return value
+    return _plain(value)
 
 
 def positive_number(key, value):
     if not _finite(value) or not value > 0:
         raise _bad(key, value, "a number > 0 (and finite)")
-    return value
+    return _plain(value)
 
 
 def probability(key, value):
@@ -195,7 +208,10 @@ class Config:
 
 
 def unknown_key(kind: str, key: str, settings) -> ConfigError:
-    close = difflib.get_close_matches(str(key), list(settings), n=1, cutoff=0.5)
+    # Kafka's names are lower case: "ACKS" means acks
+    by_lower = {name.lower(): name for name in settings}
+    close = difflib.get_close_matches(str(key).lower(), list(by_lower), n=1, cutoff=0.5)
+    close = [by_lower[c] for c in close]
     hint = f"; did you mean {close[0]!r}?" if close else "."
     return ConfigError(f"unknown {kind} config {key!r}{hint} Known {kind} configs: {', '.join(sorted(settings))}")
 

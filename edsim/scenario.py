@@ -8,6 +8,7 @@ uses (``producer``, ``consumer``), the faults, the declared ``invariants`` and t
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass, field
 
 from .app.service import ServiceSpec, as_spec
@@ -85,8 +86,9 @@ class Scenario:
             if not isinstance(fault, Fault):
                 raise FaultError(f"{fault!r} is not a fault: build faults with edsim.faults.crash(...), "
                                  "isolate(...), partition(...), pause(...), slow(...) or drop(...)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             raise ConfigError(f"seed={self.seed!r} is not allowed: seed must be a whole number")
+        object.__setattr__(self, "seed", int(self.seed))          # numpy's integers too (np.int64(3) -> 3)
         for name in ("topics", "services"):
             value = getattr(self, name)
             if value is None:
@@ -148,11 +150,19 @@ class Scenario:
         Config("broker", BROKER, self.broker)
         Config("consumer", CONSUMER, self.consumer)
         workload = workload_config(self.workload)
-        producer_config(producer_settings(workload, self.producer))
+        producer, _ = producer_config(producer_settings(workload, self.producer))
         if workload["pipeline"]:
-            producer_config(pipeline_producer_settings(workload, self.producer, 0))
+            producer, _ = producer_config(pipeline_producer_settings(workload, self.producer, 0))
         if workload["transaction_size"] or workload["pipeline"] == "exactly_once_v2":
-            rf = Config("broker", BROKER, self.broker)["transaction.state.log.replication.factor"]
+            broker = Config("broker", BROKER, self.broker)
+            timeout, most = producer["transaction.timeout.ms"], broker["transaction.max.timeout.ms"]
+            if timeout > most:
+                # the coordinator answers InitProducerId with INVALID_TRANSACTION_TIMEOUT, every time
+                raise ConfigError(f"transaction.timeout.ms={timeout} is not allowed: it is above the brokers' "
+                                  f"transaction.max.timeout.ms={most}, so Kafka refuses InitProducerId with "
+                                  f"INVALID_TRANSACTION_TIMEOUT. Lower it, or raise broker="
+                                  f"{{'transaction.max.timeout.ms': ...}}")
+            rf = broker["transaction.state.log.replication.factor"]
             if rf > self.brokers:
                 raise ConfigError(f"transaction.state.log.replication.factor={rf} is not allowed with "
                                   f"{self.brokers} broker(s): Kafka cannot create __transaction_state. Set "

@@ -285,13 +285,26 @@ def test_nonmonotonic_send_later_send_lands_at_a_lower_offset():
                              "written at offset 11 and 101 at offset 10")
 
 
-def test_invoke_times_equal_up_to_float_noise_are_ordered_by_value():
-    """Near miss: the simulation clock reaches one instant by different sums; at equal invoke times the
-    application's order is the order of values, and 100 (offset 10) did go before 101 (offset 11)."""
+def test_invoke_times_equal_up_to_float_noise_are_one_instant():
+    """Near miss: the simulation clock reaches one instant by different sums; at equal invoke times nothing
+    orders the two sends, and 100 (offset 10) and 101 (offset 11) are no case."""
     h = History()
     send(h, 2, [11], values=[101], invoke=[1.9999999999998908])
     send(h, 2, [10], values=[100], invoke=[2.0])
     assert counts(h) == {"unseen": 2}
+
+
+def test_sends_invoked_at_the_same_instant_are_not_ordered_by_their_values():
+    """Near miss (found by a fault fuzzer): a pipeline sends the outputs of one poll at the same instant, and
+    derived values follow the inputs, not the order of sending: 20 sent before 10 at t = 1, landing at offsets 0
+    and 1, is no reordering (ordering ties by value reported one)."""
+    h = History()
+    send(h, 2, [0, 1], values=[20, 10], invoke=[1.0, 1.0])
+    assert "nonmonotonic-send" not in counts(h)
+    h = History()                                     # a send invoked strictly later that lands lower still is
+    send(h, 2, [0, 1], values=[20, 10], invoke=[1.0, 1.0])
+    send(h, 3, [2], values=[5], invoke=[0.9])
+    assert counts(h).get("nonmonotonic-send") == 1
 
 
 def test_sends_completing_out_of_order_but_in_offset_order_are_monotonic():

@@ -36,6 +36,8 @@ def parts(*fragments):
     ("broker", {"unclean.leader.election": True}, "unclean.leader.election", "unclean.leader.election.enable"),
     ("workload", {"message": 200}, "message", "messages"),
     ("workload", {"rates": 100}, "rates", "rate"),
+    ("producer", {"ACKS": "all"}, "ACKS", "acks"),                 # Kafka's names are lower case
+    ("consumer", {"Max.Poll.Records": 10}, "Max.Poll.Records", "max.poll.records"),
 ])
 def test_unknown_config_name_suggests_the_closest(section, given, wrong, suggestion):
     with pytest.raises(ValueError, match=parts(f"unknown {section} config {wrong!r}",
@@ -455,3 +457,24 @@ def test_replace_checks_values_and_leaves_the_original_alone():
     assert scenario.producer == {"acks": "all"} and scenario.topic == {}
     changed = scenario.replace(**{"producer.acks": "1"}, seed=4)
     assert (changed.producer, changed.seed, scenario.seed) == ({"acks": "1"}, 4, 0)
+
+
+@pytest.mark.parametrize("section, key", [("producer", "batch.size"), ("topic", "partitions"),
+                                          ("consumer", "max.poll.records"), ("producer", "retries")])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_for_a_whole_number_setting_name_the_key(section, key, value):
+    """NaN and infinities raised Python's own "cannot convert float NaN to integer" or OverflowError, without
+    the key; they are refused as any other value that is not a whole number."""
+    with pytest.raises(edsim.ConfigError, match=parts(f"{key}={value!r} is not allowed", "a whole number")):
+        edsim.Scenario(**{section: {key: value}})
+
+
+def test_numpy_numbers_are_numbers():
+    """A seed or a setting computed with numpy (np.int64 is not a Python int) is accepted, as Python's own."""
+    import numpy as np
+    assert edsim.Scenario(seed=np.int64(3)).seed == 3 and type(edsim.Scenario(seed=np.int64(3)).seed) is int
+    result = edsim.simulate(seed=np.int64(3), producer={"linger.ms": np.float64(2.0)},
+                            consumer={"max.poll.records": np.int64(50)}, workload={"messages": 100})
+    assert result.seed == 3 and result.counts()["acknowledged"] == 100
+    with pytest.raises(edsim.ConfigError, match="seed=True is not allowed"):
+        edsim.Scenario(seed=True)

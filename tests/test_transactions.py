@@ -490,3 +490,25 @@ def test_metrics_show_the_lso_trailing_the_high_watermark_while_transactions_are
     assert (r.partition_metrics["last_stable_offset"] <= r.partition_metrics["high_watermark"]).all()
     plain = edsim.simulate(workload={"messages": 2000}, seed=5)
     assert plain.metrics["lso_lag"].max() == 0
+
+
+def test_a_transaction_timeout_above_the_brokers_maximum_is_refused():
+    """The coordinator refuses InitProducerId with INVALID_TRANSACTION_TIMEOUT when transaction.timeout.ms is
+    above transaction.max.timeout.ms (TransactionCoordinator.handleInitProducerId), every time: a scenario says so
+    before it runs (the built-in apps would retry for ever), and init_transactions() names both settings."""
+    with pytest.raises(edsim.ConfigError, match=r"transaction.timeout.ms=60000 .*transaction.max.timeout.ms=30000"):
+        edsim.Scenario(workload={"transaction_size": 10}, broker={"transaction.max.timeout.ms": 30000})
+    with pytest.raises(edsim.ConfigError, match="INVALID_TRANSACTION_TIMEOUT"):
+        edsim.Scenario(workload={"pipeline": "exactly_once_v2"}, producer={"transaction.timeout.ms": 900001})
+    c = edsim.Cluster(brokers=3, seed=1, broker={"transaction.max.timeout.ms": 30000})
+    p = c.producer({"transactional.id": "x"})
+    failed = []
+
+    def app(env):
+        try:
+            yield from p.init_transactions()
+        except KafkaError as e:
+            failed.append(str(e))
+    c.env.process(app(c.env))
+    c.run(until=2.0)
+    assert failed and "INVALID_TRANSACTION_TIMEOUT" in failed[0] and "transaction.max.timeout.ms" in failed[0]

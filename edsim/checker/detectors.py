@@ -118,15 +118,18 @@ def _nonmonotonic_send(a: Analysis) -> pd.DataFrame:
     # no invoke time: the completion time; and compare at nanosecond resolution, because the simulation
     # clock reaches one instant by different sums (1.9999999999998908 and 2.0)
     invoke = np.round(np.where(np.isnan(invoke), a.time[rows], invoke), 9)
+    # Sends invoked at the same instant have no order the history can prove (a pipeline sends the outputs of one
+    # poll together, and derived values do not follow the order of sending): they are taken in offset order, so
+    # only a send invoked strictly later that lands lower is a case.
     # Completions usually come in invoke order within a group already: sort only the groups that do not.
     order = _stable_order(group)
-    g, it, v = group[order], invoke[order], value[order]
+    g, it, of = group[order], invoke[order], off[order]
     same = g[1:] == g[:-1]
-    in_order = (it[1:] > it[:-1]) | ((it[1:] == it[:-1]) & (v[1:] >= v[:-1]))
+    in_order = (it[1:] > it[:-1]) | ((it[1:] == it[:-1]) & (of[1:] >= of[:-1]))
     if not in_order[same].all():
         late = np.unique(g[1:][same & ~in_order])
         sub = np.flatnonzero(np.isin(g, late))
-        order[sub] = order[sub][np.lexsort((v[sub], it[sub], g[sub]))]
+        order[sub] = order[sub][np.lexsort((of[sub], it[sub], g[sub]))]
     g, of = group[order], off[order]
     bad = np.flatnonzero((g[1:] == g[:-1]) & (of[1:] <= of[:-1]))
     i, j = rows[order[bad]], rows[order[bad + 1]]

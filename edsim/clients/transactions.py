@@ -183,6 +183,9 @@ class TransactionManager:
             done))
         if response.error is not None:
             self.state = "fatal_error"
+            if response.error == "INVALID_TRANSACTION_TIMEOUT":
+                raise KafkaError(response.error, f"init_transactions() failed: transaction.timeout.ms="
+                                 f"{self.timeout * 1000:g} is above the brokers' transaction.max.timeout.ms")
             raise KafkaError(response.error, "init_transactions() failed")
         producer.new_epoch(response.producer_id, response.producer_epoch)
         self.state = "ready"

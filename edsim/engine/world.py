@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import numbers
 import random
 from contextlib import contextmanager
 from heapq import heappush
@@ -67,9 +68,9 @@ class Timer(simpy.Event):
 
 class World:
     def __init__(self, seed: int = 0, history=None):
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ValueError(f"seed={seed!r} is not allowed: seed must be a whole number")
-        self.seed = seed
+        self.seed = int(seed)
         self.env = simpy.Environment()
         self.history = history if history is not None else _NullHistory()
         self.nodes: dict[str, object] = {}
