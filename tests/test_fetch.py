@@ -276,3 +276,37 @@ def test_a_consumer_fetches_only_while_its_application_polls():
     busy_from = max(t for t in sent if t < 1.5)          # the last request of the polling second
     during = [t for t in sent if busy_from < t < 3.0]
     assert during == [] and any(t >= 3.0 for t in sent)
+
+
+def test_a_partition_assigned_again_starts_afresh_not_from_the_epoch_of_its_earlier_ownership():
+    """A consumer read a partition in leader epoch 0, lost it, and gets it back at an offset written in epoch 1.
+    Kept, the old epoch would go with its first fetch as the last fetched epoch, the leader would answer with a
+    diverging epoch (epoch 0 ends below that offset), and the consumer would rewind and read again what it was
+    given as done (the exactly_once_v2 duplicates the fault fuzzer found). Java's SubscriptionState gives a newly
+    assigned partition a new state."""
+    from edsim import faults
+    cluster = edsim.Cluster(brokers=3, seed=1)
+    cluster.create_topic("events", partitions=1)
+    tp = ("events", 0)
+    producer = cluster.producer({"linger.ms": 0})
+    consumer = cluster.consumer({"auto.offset.reset": "earliest"}, name="reader")
+    consumer.assign([tp])
+    read = []
+
+    def app(env):
+        for v in range(10):
+            producer.send("events", v, partition=0)
+        while env.now < 1.0:
+            read.extend(r.value for r in (yield from consumer.poll(0.1)))
+        consumer.assign([])                                # revoked
+        yield env.timeout(1.0)                             # the leader moves meanwhile (leader epoch 1)
+        for v in range(10, 30):                            # written after the leader change, in epoch 1
+            yield producer.send("events", v, partition=0)
+        consumer.assign([tp], {tp: 20})                    # back, at a committed offset of epoch 1
+        while env.now < 8.0:
+            read.extend(r.value for r in (yield from consumer.poll(0.1)))
+
+    cluster.inject(faults.crash("leader", at=1.05, restart_after=0.5))   # the restart moves the leadership
+    cluster.env.process(app(cluster.env))
+    cluster.run(until=8.0)
+    assert read == list(range(10)) + list(range(20, 30))

@@ -138,6 +138,7 @@ class Consumer(Client):
     def assign(self, tps, positions=None):
         """Take these partitions (no group management); positions come from ``positions`` or
         auto.offset.reset."""
+        self._forget(self.assignment)          # positions start again: so does what was known of them
         self.assignment, self.positions, self.buffers = [], {}, {}
         self._set_assignment([tuple(tp) for tp in tps])
         if not self.assignment:
@@ -219,6 +220,7 @@ class Consumer(Client):
 
     def _set_assignment(self, tps):
         old = set(self.assignment)
+        self._forget(old.difference(tps))
         self.assignment = list(tps)
         self.positions = {tp: self.positions.get(tp) for tp in tps}
         self.buffers = {tp: self.buffers.get(tp, deque()) for tp in tps}
@@ -236,6 +238,17 @@ class Consumer(Client):
                     self.listener.on_partitions_revoked(revoked)
                 if assigned:
                     self.listener.on_partitions_assigned(assigned)
+
+    def _forget(self, tps):
+        """A partition that leaves the assignment takes its state with it; assigned again it starts afresh from
+        its new position and that position's epoch (Java's SubscriptionState makes a new TopicPartitionState):
+        the epoch of records read under an earlier ownership would make its first fetch look diverged."""
+        for tp in tps:
+            for state in (self.last_epoch, self.fetch_epoch, self.high_watermarks, self.last_stable,
+                          self.fetched_at, self._blocked):
+                state.pop(tp, None)
+            self.validate.discard(tp)
+            self._denied.discard(tp)
 
     def _record_assignment(self):
         history = self.world.history
