@@ -51,6 +51,13 @@ def _whole(value):
     return _finite(value) and value == int(value)
 
 
+def seed_value(seed) -> int:
+    """A run's seed as Python's int (numpy's integers too); bools and anything not whole are refused."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ConfigError(f"seed={seed!r} is not allowed: seed must be a whole number")
+    return int(seed)
+
+
 def non_negative_int(key, value):
     if not _whole(value) or value < 0:
         raise _bad(key, value, "a whole number >= 0")

@@ -13,9 +13,7 @@ notebook ran by hand.
 """
 from __future__ import annotations
 
-import numbers
-
-from .configs import CONSUMER, Config, ConfigError
+from .configs import CONSUMER, Config, seed_value
 from .engine import fewer_collections
 from .kafka.acl import FINAL_READER_PRINCIPAL
 from .lab import Cluster
@@ -31,10 +29,7 @@ PHASES = ("workload", "drain", "heal", "catch-up", "done")
 
 class Run:
     def __init__(self, scenario, seed=None, progress=None):
-        seed = scenario.seed if seed is None else seed
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ConfigError(f"seed={seed!r} is not allowed: seed must be a whole number")
-        seed = int(seed)
+        seed = seed_value(scenario.seed if seed is None else seed)
         self.scenario, self.seed, self.progress = scenario, seed, progress
         broker = dict(scenario.broker)
         # The group forms at once, as in Kafka's own test setups; the broker default (3000 ms) applies if set.

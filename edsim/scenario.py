@@ -8,12 +8,11 @@ uses (``producer``, ``consumer``), the faults, the declared ``invariants`` and t
 from __future__ import annotations
 
 import copy
-import numbers
 from dataclasses import dataclass, field
 
 from .app.service import ServiceSpec, as_spec
 from .clients import producer_config
-from .configs import BROKER, CONSUMER, TOPIC, Config, ConfigError, unknown_key
+from .configs import BROKER, CONSUMER, TOPIC, Config, ConfigError, seed_value, unknown_key
 from .engine import fewer_collections
 from .engine.registry import Registry
 from .faults import Fault, FaultError
@@ -86,9 +85,7 @@ class Scenario:
             if not isinstance(fault, Fault):
                 raise FaultError(f"{fault!r} is not a fault: build faults with edsim.faults.crash(...), "
                                  "isolate(...), partition(...), pause(...), slow(...) or drop(...)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
-            raise ConfigError(f"seed={self.seed!r} is not allowed: seed must be a whole number")
-        object.__setattr__(self, "seed", int(self.seed))          # numpy's integers too (np.int64(3) -> 3)
+        object.__setattr__(self, "seed", seed_value(self.seed))
         for name in ("topics", "services"):
             value = getattr(self, name)
             if value is None:

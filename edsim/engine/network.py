@@ -138,10 +138,8 @@ class Network:
             return
         link = (src.name, dst_name)
         dst = self.world.nodes[dst_name]
-        if self._held and link in self._held:
-            return self._hold(link, src, dst, message)        # TCP keeps order: behind what is held
-        if link in self.blocked:
-            return self._hold(link, src, dst, message)
+        if link in self.blocked or (self._held and link in self._held):
+            return self._hold(link, src, dst, message)        # cut, or behind what is held: TCP keeps order
         if self.drops and link in self.drops:
             for p in self.drops[link]:
                 if self._rng.random() < p:
@@ -224,9 +222,13 @@ class Network:
         self._last.pop((a, b), None)
         self._last.pop((b, a), None)
         for link in ((a, b), (b, a)):
-            held = self._held.pop(link, None)
-            if held is not None:
-                self._closed_held.append(held)
+            self._close(link)
+
+    def _close(self, link):
+        """The connection on ``link`` is replaced: what it holds is still delivered, but nothing queues behind it."""
+        held = self._held.pop(link, None)
+        if held is not None:
+            self._closed_held.append(held)
 
     def _schedule(self, src, dst, message, incarnation=None):
         """Deliver ``message`` after the link's delay, never before what the same connection sent earlier
@@ -250,7 +252,7 @@ class Network:
             # what peers hold for it belongs to connections that died with it: whatever they send it after its
             # restart goes on a new connection, not behind that (the old data still arrives, and is reset)
             for link in [link for link in self._held if link[1] == node.name]:
-                self._closed_held.append(self._held.pop(link))
+                self._close(link)
         for link in [link for link in self._last if node.name in link]:
             del self._last[link]
         if power_loss:
