@@ -12,7 +12,7 @@ LAB_ARGS ?=
 # JupyterLab refuses to run as root (the usual user in containers) unless told.
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-fast test-browser bench notebooks student docs clean
+.PHONY: lab test test-fast test-browser bench fuzz notebooks student docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m edsim.bench
+
+# Random fault schedules on safe settings (docs/reliability.md): make fuzz N=10000 for the long sweep.
+N ?= 2000
+fuzz: $(STAMP)
+	$(PY) -m edsim.fuzz -n $(N)
 
 test-fast: $(TESTED)
 	$(PY) -m pytest tests/ -q -m "not slow"

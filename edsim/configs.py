@@ -82,6 +82,19 @@ def positive_number(key, value):
     return _plain(value)
 
 
+CLIENT_TICK_MS = 100      # clients look at their timers every 100 ms (edsim/clients/client.py TICK)
+
+
+def client_timer(key, value):
+    """A client timeout or interval: > 0, and no shorter than the clients' tick, which it would act as."""
+    value = positive_number(key, value)
+    if value < CLIENT_TICK_MS:
+        raise ConfigError(f"{key}={value!r} is not allowed: at least {CLIENT_TICK_MS} ms; edsim's clients look at "
+                          f"their timers every {CLIENT_TICK_MS} ms, so a shorter {key} would act as "
+                          f"{CLIENT_TICK_MS} ms")
+    return value
+
+
 def probability(key, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise _bad(key, value, "a probability between 0 and 1")
@@ -292,6 +305,9 @@ BROKER = _table(
             "the controller fences a broker it has not heard a heartbeat from for this long"),
     Setting("broker.heartbeat.interval.ms", 2000, positive_number,
             "how often a broker sends the controller a heartbeat"),
+    Setting("controller.socket.timeout.ms", 30000, positive_number,
+            "how long a broker waits for the controller to answer (a heartbeat, AlterPartition) before it gives "
+            "up on the connection and opens a new one"),
     Setting("auto.create.topics.enable", True, boolean,
             "a topic a client names that does not exist is created with the broker's defaults"),
     Setting("group.initial.rebalance.delay.ms", 3000, non_negative_number,
@@ -345,7 +361,7 @@ BROKER = _table(
 
 # What every client shares (Java's CommonClientConfigs).
 CLIENT = (
-    Setting("request.timeout.ms", 30000, positive_number,
+    Setting("request.timeout.ms", 30000, client_timer,
             "how long a client waits for the answer to a request before it counts it failed"),
     Setting("retry.backoff.ms", 100, non_negative_number,
             "the first wait before a retry (it grows exponentially up to retry.backoff.max.ms)"),
@@ -417,7 +433,7 @@ CONSUMER = _table(
     Setting("auto.commit.interval.ms", 5000, non_negative_number, "how often auto-commit commits"),
     Setting("session.timeout.ms", 45000, positive_number,
             "the coordinator removes a member it has not heard a heartbeat from for this long"),
-    Setting("heartbeat.interval.ms", 3000, positive_number, "how often a member sends its coordinator a heartbeat"),
+    Setting("heartbeat.interval.ms", 3000, client_timer, "how often a member sends its coordinator a heartbeat"),
     Setting("max.poll.interval.ms", 300000, positive_number,
             "a member that does not poll for this long leaves the group"),
     Setting("max.poll.records", 500, positive_int, "the most records one poll returns"),

@@ -9,7 +9,9 @@ says it plainly, whatever the checker calls it:
 - **unreadable**: acknowledged records that only replicas on brokers that are down hold: not lost (the broker
   may return) but nobody can read them now;
 - **never processed**: per consumer group that processes records, the acknowledged records of the topics it
-  subscribed to that none of its members processed;
+  subscribed to that none of its members processed (a pipeline's input whose output the final read saw was
+  processed, even if its member crashed before it heard its transaction commit). After every fault healed, a
+  group that stalled shows here, so a stall is never a clean result;
 - **not caught up**: the partitions the final catch-up read could not read to their end, and why.
 
 An empty table means none of these happened.
@@ -62,13 +64,31 @@ def log_rows(kafka, acked: dict) -> list[dict]:
     return rows
 
 
-def processing_rows(h: pd.DataFrame, acked: dict, groups: dict[str, set]) -> list[dict]:
+def durable_outputs(h: pd.DataFrame, values, roles: dict, groups) -> dict[str, np.ndarray]:
+    """Per group, the inputs whose output one of its services derived and the final catch-up read: processed for
+    good even without a ``process`` row, as when a member crashed after asking to commit its transaction and the
+    coordinator completed the commit (the member never heard; its transaction's outcome is unknown)."""
+    read = h.loc[(h["f"] == "poll") & (h["process"] == "catch-up"), "value"].to_numpy()
+    out = {}
+    for group in groups:
+        pairs = [pair for service in sorted({s for g, s in roles.values() if g == group})
+                 for pair in values.derived_by(service).items()]          # (input, its output)
+        inputs, outputs = (np.asarray(column, np.int64) for column in zip(*pairs)) if pairs else \
+            (np.empty(0, np.int64), np.empty(0, np.int64))
+        out[group] = inputs[np.isin(outputs, read)]
+    return out
+
+
+def processing_rows(h: pd.DataFrame, acked: dict, groups: dict[str, set], outputs: dict | None = None) -> list[dict]:
     """Per consumer group that processes records (``groups``: group -> topics it subscribed to), the acknowledged
-    records of those topics none of its members processed."""
+    records of those topics none of its members processed (``outputs``: per group, inputs whose durable output
+    shows they were, ``durable_outputs``)."""
     rows = []
     processed = h[h["f"] == "process"]
     for group, topics in sorted(groups.items()):
         done = processed[processed["group"] == group]["value"].to_numpy()
+        if outputs and group in outputs:
+            done = np.concatenate([done, outputs[group]])
         for topic in sorted(topics):
             values = acked.get(topic)
             if values is None or not len(values):
@@ -99,13 +119,17 @@ def catch_up_gaps(run) -> list[tuple]:
     for tp in reader.assignment:
         state = kafka.controller.partitions[tp]
         position, end = reader.position(tp) or 0, reader.end_offset(tp)
-        if state.leader < 0:
-            # who could lead: the ISR; with an empty ISR the eligible leader replicas and the last known leader
-            # (KIP-966)
-            eligible = state.isr or state.elr + ((state.last_known_leader,) if state.last_known_leader >= 0 else ())
-            down = ", ".join(str(b) for b in dict.fromkeys(eligible) if not kafka.brokers[b].up) or "none"
+        if state.leader < 0 and (short or run.offline_for_good(tp)):
+            # (a partition left without a leader after the reader read it to its end is not a gap)
+            eligible = kafka.controller.could_lead(state)
+            down = [str(b) for b in eligible if not kafka.brokers[b].up]
             who = "in-sync replicas" if state.isr else "eligible replicas"
-            gaps.append((tp[0], tp[1], f"offline: no leader ({who} down: broker {down})"))
+            if down:
+                why = f"offline: no leader ({who} down: broker {', '.join(down)})"
+            else:
+                why = (f"offline: no leader yet ({who} {', '.join(map(str, eligible)) or 'none'} up, but not yet "
+                       "unfenced by the controller when the catch-up time limit passed)")
+            gaps.append((tp[0], tp[1], why))
         elif short and end is None:
             gaps.append((tp[0], tp[1], f"its leader (broker {state.leader}) never answered a fetch in time"))
         elif short and position < end:
@@ -116,10 +140,11 @@ def catch_up_gaps(run) -> list[tuple]:
     return gaps
 
 
-def losses(h: pd.DataFrame, kafka, groups: dict[str, set], gaps: list[tuple]) -> pd.DataFrame:
+def losses(h: pd.DataFrame, kafka, groups: dict[str, set], gaps: list[tuple], outputs: dict | None = None) \
+        -> pd.DataFrame:
     """The table ``Result.losses()`` returns: one row per loss or gap (columns ``COLUMNS``); empty if none."""
     acked = acknowledged(h)
-    rows = log_rows(kafka, acked) + processing_rows(h, acked, groups) + catch_up_rows(gaps)
+    rows = log_rows(kafka, acked) + processing_rows(h, acked, groups, outputs) + catch_up_rows(gaps)
     frame = pd.DataFrame([{"group": "", "partition": None, "records": None, **r} for r in rows], columns=COLUMNS)
     frame["partition"] = frame["partition"].astype("Int64")
     frame["records"] = frame["records"].astype("Int64")

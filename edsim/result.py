@@ -179,7 +179,9 @@ class Result:
         records, why; empty when nothing was lost or left undone."""
         if self._losses is None:
             groups = _losses.processing_groups(self.history, self._roles, self._processing_services)
-            self._losses = _losses.losses(self.history, self._kafka, groups, self._catch_up_gaps)
+            h = self.history
+            outputs = _losses.durable_outputs(h, self._history.values, self._roles, groups)
+            self._losses = _losses.losses(h, self._kafka, groups, self._catch_up_gaps, outputs)
         return self._losses.copy()
 
     def counts(self) -> dict:

@@ -133,8 +133,8 @@ class Run:
 
     def drained(self):
         """SimPy process: ends when the groups have processed every acknowledged record of the load, or have
-        read every partition up to its high watermark (records beyond it, or on an offline partition, cannot be
-        read), or DRAIN_LIMIT passes."""
+        read every partition up to its high watermark (records beyond it, or on a partition offline for good,
+        cannot be read) and wait in poll() for more, or DRAIN_LIMIT passes."""
         env = self.env
         deadline = env.now + DRAIN_LIMIT
         consumers = [c for s in self.cluster.services.values() for c in s.consumers()]
@@ -161,11 +161,13 @@ class Run:
                 for tp in kafka.partitions(topic):
                     state = kafka.controller.partitions[tp]
                     if state.leader < 0 or not kafka.brokers[state.leader].up:
-                        continue
+                        if self.offline_for_good(tp):
+                            continue                    # nothing there will be readable again
+                        return False                    # a leader is still to be elected: wait for it
                     hw = kafka.brokers[state.leader].replicas[tp].hw
                     owner = next((c for c in members if c.up and tp in c.positions), None)
-                    if owner is None or (owner.positions[tp] or 0) < hw:
-                        return False
+                    if owner is None or (owner.positions[tp] or 0) < hw or not owner.waiting_in_poll:
+                        return False            # (read, but maybe not yet processed: wait for the next poll)
         return True
 
     def user_topics(self) -> list[str]:
@@ -182,12 +184,13 @@ class Run:
         self.reader = reader
         return self.env.process(self._read_to_end(reader, tps))
 
-    def _offline_for_good(self, tp) -> bool:
-        """No leader, and every ISR member is down with no restart to come (the catch-up runs after every fault
-        that can heal has healed): nothing will ever be read there, so the reader need not wait for it."""
+    def offline_for_good(self, tp) -> bool:
+        """No leader, and every broker that could lead it (``Controller.could_lead``) is down with no restart to
+        come (the catch-up runs after every fault that can heal has healed): nothing will ever be read there, so
+        the reader need not wait for it. A partition whose eligible brokers are up waits for them to be unfenced."""
         kafka = self.cluster.kafka
         state = kafka.controller.partitions[tp]
-        return state.leader < 0 and not any(kafka.brokers[r].up for r in state.isr)
+        return state.leader < 0 and not any(kafka.brokers[r].up for r in kafka.controller.could_lead(state))
 
     def _open_transactions_end(self) -> float:
         """When the transaction coordinators will have aborted every transaction still open (its
@@ -206,7 +209,7 @@ class Run:
             records = yield from reader.poll(POLL_TIMEOUT)
             # read_committed stops at the last stable offset; an open transaction there is late, not lost: wait
             # until it commits or the coordinator aborts it (transaction.timeout.ms) and the end is the high watermark
-            at_end = all(self._offline_for_good(tp) or (
+            at_end = all(self.offline_for_good(tp) or (
                 reader.fetched_at.get(tp, -1) > start and reader.fetched_at[tp] >= env.now - 1.0
                 and (reader.position(tp) or 0) >= max(reader.end_offset(tp) or 0,
                                                       reader.high_watermarks.get(tp, 0))) for tp in tps)

@@ -183,6 +183,14 @@ class Scenario:
             partitions[self.topic_name() + "-out"] = topic["partitions"]
         for name, config in self.topics.items():
             partitions[name] = Config("topic", TOPIC, config)["partitions"]
+        from . import limits
+        limits.check_sizes(self.brokers, partitions, workload,
+                           {name: spec.instances for name, spec in self.services.items()})
+        limits.check_times(workload, self.uses_workload(), self.faults, producer)
+        if self.uses_workload() and workload["record_size"] > producer["max.request.size"]:
+            raise ConfigError(f"workload record_size={workload['record_size']} is not allowed with max.request.size="
+                              f"{producer['max.request.size']}: Kafka's producer fails every such send with "
+                              "RecordTooLargeException; raise max.request.size or send smaller records")
         groups = [workload["group"]] if workload["consumers"] and self.uses_workload() else []
         user_services = bool(self.services)
         for fault in self.faults:

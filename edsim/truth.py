@@ -159,6 +159,13 @@ class Truth:
         high watermark, last stable offset. ``result.plot.log()`` draws it."""
         return snapshot(self._kafka, topic or self.topic, partition)
 
+    def emptied_isr(self) -> list[tuple]:
+        """(topic, partition) of every partition, internal ones included, whose ISR the controller ever emptied:
+        then no in-sync replica was left alive, the condition Kafka's durability guarantee rests on, and the next
+        leader may lack what was committed (KIP-966's last known leader is elected uncleanly)."""
+        return sorted({(topic, partition) for _t, topic, partition, _l, _e, isr, _elr in self._kafka.changes
+                       if not isr})
+
     def offline(self) -> list[tuple]:
         """Partitions without a leader at the end of the run."""
         return [tp for tp, s in self._kafka.controller.partitions.items() if s.leader < 0 and tp[0] == self.topic]

@@ -40,6 +40,10 @@ class Values:
             self._derived.append((self.next - len(new), np.array(new, np.int64)))
         return out
 
+    def derived_by(self, by: str) -> dict[int, int]:
+        """parent -> the value service ``by`` derived from it."""
+        return dict(self._made.get(by, {}))
+
     def lineage(self) -> tuple[np.ndarray, np.ndarray]:
         """(values, parents) of every derived value, in the order they were made."""
         if not self._derived:

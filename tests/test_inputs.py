@@ -13,6 +13,7 @@ import pytest
 import edsim
 from edsim import faults
 from edsim.clients import producer_config
+from edsim.configs import ConfigError
 
 SMALL = {"messages": 200}
 DID_NOT_RAISE = pytest.fail.Exception       # what pytest.raises raises when nothing was raised
@@ -478,3 +479,55 @@ def test_numpy_numbers_are_numbers():
     assert result.seed == 3 and result.counts()["acknowledged"] == 100
     with pytest.raises(edsim.ConfigError, match="seed=True is not allowed"):
         edsim.Scenario(seed=True)
+
+
+# ---- sizes and times a run could not finish (issue "Nothing hangs" item 7) ----------------------------------------
+
+@pytest.mark.parametrize("given, says", [
+    (dict(workload={"messages": 10 ** 12}), "workload messages=1000000000000 is not allowed: at most 10,000,000"),
+    (dict(workload={"keys": 2 ** 64}), "workload keys=18446744073709551616 is not allowed"),
+    (dict(brokers=10 ** 6, topic={"replication.factor": 1}), "brokers=1000000 is not allowed: at most 100"),
+    (dict(workload={"consumers": 10 ** 6}), "workload consumers=1000000 is not allowed: at most 1,000"),
+    (dict(topic={"partitions": 10 ** 7}), "partitions of events=10000000 is not allowed: at most 10,000"),
+    (dict(workload={"rate": 1e-9}), "workload rate=1e-09 is not allowed with messages=3000: the load would last"),
+    (dict(faults=[faults.crash(1, at=1e12)]), r"faults.crash\(1, at=1000000000000.0\) is not allowed: it ends"),
+    (dict(faults=[faults.pause(1, at=1.0, duration=1e9)]), "above edsim's limit of 86,400 simulated seconds"),
+    (dict(producer={"linger.ms": 1e15}), "linger.ms=1000000000000000.0 is not allowed: at most 86,400,000"),
+])
+def test_what_a_run_could_not_finish_is_refused_with_the_key_and_the_limit(given, says):
+    with pytest.raises(ConfigError, match=says):
+        edsim.Scenario(**given)
+
+
+def test_a_service_with_more_instances_than_the_limit_is_refused():
+    from edsim.apps import Consume
+    with pytest.raises(ConfigError, match="service 'audit' instances=1001 is not allowed: at most 1,000"):
+        edsim.Scenario(services={"audit": edsim.service(Consume, instances=1001)}, topics={"events": {}})
+
+
+def test_the_cost_of_keys_follows_how_many_there_are_not_how_large():
+    """keys=10**18 hashes each distinct key drawn once (before: a table up to the largest key, out of memory)."""
+    small = edsim.simulate(workload={"messages": 300, "keys": 10}, seed=1)
+    large = edsim.simulate(workload={"messages": 300, "keys": 10 ** 18}, seed=1)
+    assert large.history.query("f == 'send'")["key"].nunique() == 300 > small.history.query("f == 'send'")["key"].nunique()
+    assert large.anomalies["lost-write"] == 0
+
+
+# ---- accepted silently before (item 9) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value", [("request.timeout.ms", 1), ("heartbeat.interval.ms", 1e-6)])
+def test_client_timers_below_the_clients_tick_are_refused(key, value):
+    with pytest.raises(ConfigError, match=f"{key}=.* is not allowed: at least 100 ms; edsim's clients look at their "
+                                          "timers every 100 ms"):
+        edsim.Scenario(consumer={key: value})
+
+
+def test_an_infinitely_slow_link_is_refused():
+    with pytest.raises(edsim.FaultError, match="factor=inf is not allowed: factor must be a number >= 1, finite"):
+        faults.slow(1, at=1.0, factor=float("inf"), duration=1.0)
+
+
+def test_records_larger_than_max_request_size_are_refused_as_kafka_refuses_every_such_send():
+    with pytest.raises(ConfigError, match="record_size=1000000000 is not allowed with max.request.size=1048576: "
+                                          "Kafka's producer fails every such send with RecordTooLargeException"):
+        edsim.Scenario(workload={"record_size": 10 ** 9})

@@ -188,3 +188,24 @@ def test_a_restarted_receiver_gets_new_data_on_a_new_connection_not_behind_what_
     world.env.run(until=5)
     assert a.got == [(0.61, "new")]                             # not at 0.71, behind "old"
     assert b.got == [(0.71, "RST")]                             # old: retransmitted at 0.7, reset by a's new process
+
+
+def test_what_is_sent_to_a_machine_without_power_is_retransmitted_until_it_is_back_then_reset(net):
+    """A machine without power answers nothing, so TCP keeps retransmitting; the first retransmission after it is
+    back reaches a kernel with no such connection, which resets it. Later data goes on a new connection."""
+    world, network, a, b = net
+    at(world, 0.0, b.crash, True)
+    at(world, 0.1, network.send, a, "b", "m1")                 # retransmitted at 0.3, 0.7, 1.5
+    at(world, 1.0, b.restart)
+    at(world, 1.1, network.send, a, "b", "new")
+    world.env.run(until=5)
+    assert b.got == [(1.11, "new")]
+    assert a.got == [(1.51, "RST")]
+
+
+def test_a_machine_that_stays_without_power_breaks_the_connection_after_tcp_retries2(net):
+    world, network, a, b = net
+    at(world, 0.0, b.crash, True)
+    at(world, 0.0, network.send, a, "b", "m1")
+    world.env.run(until=1000)
+    assert b.got == [] and a.got == [(924.6, "RST")]            # ETIMEDOUT, as for a cut that never heals

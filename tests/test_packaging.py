@@ -299,3 +299,12 @@ def test_the_readmes_speed_line_quotes_the_latest_table_of_docs_speed():
     for row in quoted:
         assert row in table, f"docs/speed.md's latest table has no row {row!r}"
         assert f"{table[row]} " in " ".join(readme.split()), f"the README's speed line does not quote {row!r}"
+
+def test_the_readmes_reliability_line_quotes_the_latest_fuzz_result_of_docs_reliability():
+    """The README keeps one line of the fuzzer's latest long run; docs/reliability.md keeps the run itself."""
+    readme = " ".join((ROOT / "README.md").read_text().split("## Reliability", 1)[1].split("\n## ", 1)[0].split())
+    doc = (ROOT / "docs" / "reliability.md").read_text().split("## Latest result", 1)[1].split("\n## ", 1)[0]
+    summary = next(line for line in doc.splitlines() if "runs on safe settings:" in line)
+    summary = summary.strip().strip("`")
+    assert summary.startswith("10000 runs on safe settings: 0 forbidden anomalies, 0 crashes, 0 hangs, 0 stalls")
+    assert f"**{summary}.**" in readme

@@ -512,3 +512,62 @@ def test_a_transaction_timeout_above_the_brokers_maximum_is_refused():
     c.env.process(app(c.env))
     c.run(until=2.0)
     assert failed and "INVALID_TRANSACTION_TIMEOUT" in failed[0] and "transaction.max.timeout.ms" in failed[0]
+
+
+def test_init_transactions_again_while_the_sender_has_a_timer_set_starts_a_new_session():
+    """Found by the fuzzer (transactional-5729): a producer that calls init_transactions() again (after being
+    fenced, or between transactions) starts a new session; the sender's timer set for a lingering batch still
+    fires afterwards and must find nothing to send, not crash the run (ValueError before)."""
+    c = edsim.Cluster(brokers=3, seed=2)
+    c.create_topic("orders", partitions=2)
+    p = c.producer({"transactional.id": "shop", "linger.ms": 1000})
+    done = []
+
+    def app(env):
+        yield from p.init_transactions()
+        p.begin_transaction()
+        p.send("orders", 1, partition=0)                  # lingers: the sender's timer is set for t + 1 s
+        yield from p.commit_transaction()                 # flushes at once; the timer stays set
+        yield from p.init_transactions()                  # a new session
+        p.begin_transaction()
+        yield p.send("orders", 2, partition=1)
+        yield from p.commit_transaction()
+        done.append(env.now)
+    c.env.process(app(c.env))
+    c.run(until=5)
+    assert done                                       # the run went on (ValueError before)
+    assert [log for _, log in (log_of(c, ("orders", 0)), log_of(c, ("orders", 1)))] == [
+        [(0, [1]), (1, "COMMIT")], [(0, [2]), (1, "COMMIT")]]
+
+
+def test_an_abort_whose_batch_comes_back_from_a_dead_leader_ends_once_the_coordinator_moves():
+    """Issue "Nothing hangs" item 5b and c. A transaction's batch is in flight when its leader (also the
+    transaction coordinator) dies for good; the application aborts. Java's Sender fails batches that come back
+    while the transaction aborts (maybeAbortBatches: RecordAccumulator.abortUndrainedBatches) instead of holding
+    them until delivery.timeout.ms (120 s before), and looks the coordinator up again when it cannot connect to it
+    (awaitReady fails: lookupCoordinator) instead of retrying the dead one for ever (never ended before). The abort
+    ends once the controller has fenced the dead broker (broker.session.timeout.ms, 9 s) and moved its partitions."""
+    c = edsim.Cluster(brokers=3, seed=2)
+    c.create_topic("orders", partitions=1)
+    p = c.producer({"transactional.id": "shop"})
+    out = {}
+
+    def app(env):
+        yield from p.init_transactions()
+        p.begin_transaction()
+        p.send("orders", 1, partition=0)
+        while not p.requests:
+            yield env.timeout(0.0001)                  # until the batch is in flight
+        leader = c.kafka.controller.partitions[("orders", 0)].leader
+        assert p.txn.coordinator == leader
+        c.world.nodes[f"broker-{leader}"].crash()      # for good: its answer is a reset (retriable)
+        out["crashed"] = env.now
+        yield from p.abort_transaction()
+        out["aborted"] = env.now
+    c.env.process(app(c.env))
+    c.run(until=200)
+    assert "aborted" in out and out["aborted"] - out["crashed"] < 9.0 + 2.0
+    assert p.txn.state == "ready"
+    h = c.history.to_frame()
+    sent = h[(h["f"] == "send") & (h["process"] == p.name)]
+    assert sent["type"].tolist() == ["fail"]                # ended with its aborted transaction

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edsim import configs  # noqa: E402
+from edsim import limits  # noqa: E402
 from edsim import workload  # noqa: E402
 
 TARGET = ROOT / "docs" / "options.md"
@@ -37,6 +38,7 @@ KINDS = {
     "positive_int": "whole number ≥ 1",
     "non_negative_number": "number ≥ 0",
     "positive_number": "number > 0",
+    "client_timer": f"number ≥ {configs.CLIENT_TICK_MS} (the clients' tick)",
     "probability": "0 to 1",
     "boolean": "true / false",
     "acks": "`0`, `1`, `all` (`-1` = `all`)",
@@ -117,6 +119,19 @@ def render() -> str:
             lines.append(f"| `{name}` | {default_text(setting.default)} | {cell(unit_text(name, setting.parse))} | "
                          f"{cell(meaning)} |")
         lines.append("")
+    lines += ["## Limits", "",
+              "How big and how long a run may be (`edsim/limits.py`): beyond these a laptop runs out of memory or "
+              "the run never ends, so `Scenario` refuses them with the key, the value and the limit.", "",
+              "| what | at most |", "|---|---|",
+              f"| brokers | {limits.BROKERS:,} |",
+              f"| partitions of one topic | {limits.PARTITIONS:,} |",
+              f"| workload `messages` | {limits.MESSAGES:,} |",
+              f"| workload `keys` | {limits.KEYS:,} (64-bit keys) |",
+              f"| workload `consumers`, a service's instances | {limits.INSTANCES:,} |",
+              f"| the load (`messages / rate`), the end of every fault, `linger.ms` | {limits.SIMULATED_SECONDS:,.0f} "
+              "simulated seconds (one day) |",
+              f"| client timers (`request.timeout.ms`, `heartbeat.interval.ms`) | no less than "
+              f"{configs.CLIENT_TICK_MS} ms, the clients' tick |", ""]
     return "\n".join(lines)
 
 

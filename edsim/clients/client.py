@@ -7,11 +7,12 @@ by default): that is how late it learns that a topic gained partitions.
 """
 from __future__ import annotations
 
+from ..configs import CLIENT_TICK_MS
 from ..engine import Node
 from ..engine.network import Disconnected
 from ..kafka import protocol as P
 
-TICK = 0.1   # seconds between checks for requests that outlived their timeout
+TICK = CLIENT_TICK_MS / 1000   # seconds between checks for requests that outlived their timeout
 CONNECTION_SETUP_TIMEOUT = 10.0  # socket.connection.setup.timeout.ms
 
 
@@ -97,6 +98,12 @@ class Client(Node):
             self.request(bid, P.ApiVersionsRequest(0), lambda r, bid=bid: self._on_connect(bid, r),
                          timeout=CONNECTION_SETUP_TIMEOUT)
         return False
+
+    def connection_failed(self, bid: int) -> bool:
+        """Did the last attempt to connect to ``bid`` fail (it is backing off), as NetworkClient.connectionFailed
+        says? Not while a connection is up or being made."""
+        return (bid not in self.connected and bid not in self._connecting
+                and self.now < self._reconnect_at.get(bid, 0.0))
 
     def _on_connect(self, bid, response):
         if isinstance(response, P.ApiVersionsResponse):

@@ -382,6 +382,11 @@ class Consumer(Client):
             raise error
         return self._take()
 
+    @property
+    def waiting_in_poll(self) -> bool:
+        """Is the application blocked in poll() with nothing buffered? Then it has processed all it was given."""
+        return self._data is not None
+
     def _buffered(self):
         paused = self.paused_partitions
         return any(self.buffers.get(tp) for tp in self.assignment if tp not in paused)

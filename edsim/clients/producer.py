@@ -89,6 +89,7 @@ def producer_config(given) -> tuple[Config, list[str]]:
 
 INF = float("inf")
 EPS = 1e-9     # a timer set for t fires at a float within an ulp of t: deadlines compare with this slack
+TABLE_KEYS = 1 << 16   # keys below this are hashed once into a table; larger ones one distinct key at a time
 
 
 class SendBatch:
@@ -150,9 +151,12 @@ class Producer(Client):
         self.outcome_listeners = []
         self.errors: dict[str, int] = {}     # error code -> responses with it, retried or not (Kafka's
                                              # record-error and record-retry metrics, by code)
+        self._wakeups: list = []                       # when the sender is due to run (scheduled timers)
         self._reset_producer()
 
     def _reset_producer(self):
+        """A new producer session (a restart, or init_transactions() again): no id, no batches, no sequences.
+        The sender's timers are the process's, not the session's: they are kept (a restart forgets them)."""
         self.producer_id = -1
         self.producer_epoch = 0
         self._sequences: dict[tuple, int] = {}
@@ -168,7 +172,6 @@ class Producer(Client):
         self._unresolved: set = set()                  # partitions with an expired batch (KIP-360)
         self._gaps: set = set()                        # ... or whose next batch was refused OUT_OF_ORDER
         self._acked_seq: dict[tuple, int] = {}        # highest sequence acknowledged per partition
-        self._wakeups: list = []                       # when the sender is due to run (scheduled timers)
         self._next_expiry = INF                        # no batch reaches delivery.timeout.ms before this
         self._flushing = 0                             # flush() calls waiting (RecordAccumulator.flushInProgress)
         self.outstanding = 0                            # records handed to send() and not yet acknowledged or failed
@@ -192,6 +195,7 @@ class Producer(Client):
 
     def on_restart(self):
         super().on_restart()
+        self._wakeups = []                             # the crashed process's timers never fire
         self._reset_producer()
 
     def _init_producer_id(self):
@@ -289,7 +293,7 @@ class Producer(Client):
             return self._append((topic, 0), values, keys, invoke_times, payloads, futures)
         if all_keyed:
             # group the records by partition, keeping their order within each (one stable sort)
-            parts = self._partition_table(topic, partitions, highest)[keys]
+            parts = self._partitions(topic, partitions, keys, highest)
             order = parts.argsort(kind="stable")
             sorted_parts = parts[order]
             starts = [0, *(np.flatnonzero(sorted_parts[1:] != sorted_parts[:-1]) + 1).tolist()]
@@ -324,19 +328,23 @@ class Producer(Client):
     def partitions_of(self, topic: str, keys):
         """The partition each of ``keys`` (a numpy array, all >= 0) goes to now: murmur2 over the topic's
         partition count as this producer's metadata knows it, as Java's default partitioner does."""
-        partitions = self.partition_count(topic)
         if not len(keys):
             return np.empty(0, np.int64)
-        return self._partition_table(topic, partitions, int(keys.max()))[keys]
+        return self._partitions(topic, self.partition_count(topic), keys, int(keys.max()))
 
-    def _partition_table(self, topic, partitions, max_key):
-        """partition_for(key) for keys 0..max_key, kept per topic and partition count."""
-        table = self._tables.get((topic, partitions))
-        if table is None or len(table) <= max_key:
-            size = max(max_key + 1, 2 * len(table) if table is not None else 64)
-            table = np.fromiter((partition_for(k, partitions) for k in range(size)), np.int64, size)
-            self._tables[(topic, partitions)] = table
-        return table
+    def _partitions(self, topic, partitions, keys, highest):
+        """partition_for(key) of every key, hashing each distinct key once: small keys through a table kept per
+        topic and partition count, large ones one by one, so the cost follows how many keys there are, not how
+        large they are (keys=10**18 costs what keys=10 does)."""
+        if highest < TABLE_KEYS:
+            table = self._tables.get((topic, partitions))
+            if table is None or len(table) <= highest:
+                size = max(highest + 1, 2 * len(table) if table is not None else 64)
+                table = np.fromiter((partition_for(k, partitions) for k in range(size)), np.int64, size)
+                self._tables[(topic, partitions)] = table
+            return table[keys]
+        distinct, where = np.unique(keys, return_inverse=True)
+        return np.fromiter((partition_for(k, partitions) for k in distinct.tolist()), np.int64, len(distinct))[where]
 
     def send(self, topic: str, value: int, key=None, payload=None, partition=None, tombstone=False):
         """Send one record (to ``partition`` if given, as a Java ProducerRecord may name it); returns a SimPy
@@ -451,6 +459,10 @@ class Producer(Client):
         now = self.now
         if now + EPS >= self._next_expiry:
             self._expire_batches(now)
+        if self.txn is not None and self.txn.state == "aborting" and self.batches:
+            # Sender.maybeAbortBatches: while the transaction aborts, batches back from a failed request are not
+            # sent again but fail (RecordAccumulator.abortUndrainedBatches), so the abort's flush can end
+            self.drop_unsent(P.TRANSACTION_ABORTED)
         if self.idempotent and (self.producer_id < 0 or self._unresolved):
             if self.producer_id < 0:
                 return                                   # InitProducerId first (its answer calls _pump)

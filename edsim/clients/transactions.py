@@ -142,6 +142,12 @@ class TransactionManager:
                 return self._find(key if group else self.transactional_id, "group" if group else "transaction",
                                   found)
             if not producer.ready(bid):
+                if producer.connection_failed(bid):
+                    # Java's Sender (awaitNodeReady fails, maybeFindCoordinatorAndRetry): a coordinator it cannot
+                    # connect to is looked up again, not retried for ever: it may be dead and its partition moved
+                    target["bid"] = -1
+                    if not group:
+                        self.coordinator = -1
                 return producer.call_later(producer.retry_backoff, attempt)
             producer.request(bid, make(), answered)
 

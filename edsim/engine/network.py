@@ -146,6 +146,8 @@ class Network:
                     return
         self.sent += 1
         if not dst.up:
+            if dst.powered_off:            # unanswered: TCP retransmits until the machine is back, then is reset
+                return self._hold(link, src, dst, message)
             self._refuse(src, dst, message)
             return
         self._schedule(src, dst, message)
@@ -158,12 +160,20 @@ class Network:
 
     # ---- what a cut link holds (TCP retransmission) -----------------------------------------------------
     def _hold(self, link, src, dst, message):
+        """Keep ``message`` on the connection ``link`` until a retransmission gets through. Sent while ``dst`` is
+        down (a machine without power, or behind a cut), it belongs to no process there: the retransmission that
+        reaches the machine after its restart is answered with a reset."""
         held = self._held.get(link)
         if held is None:
             held = self._held[link] = _Held(link, self.world.env._now)
             _, give_up = retransmissions(held.first_sent)
             self.world.call_later(give_up - held.first_sent, self._give_up, held, src.incarnation)
-        held.messages.append((message, src.incarnation, dst.incarnation))
+        held.messages.append((message, src.incarnation, dst.incarnation if dst.up else None))
+
+    def holding_since(self, link) -> float | None:
+        """When the oldest message the open connection on ``link`` still holds was sent (None: it holds none)."""
+        held = self._held.get(link) if self._held else None
+        return None if held is None else held.first_sent
 
     def _held_on(self, link):
         found = [h for h in self._closed_held if h.link == link]
@@ -187,6 +197,8 @@ class Network:
         held.releasing = False
         if held.link in self.blocked or held.done:
             return                     # cut again before the retransmission: wait for the next heal
+        if self.world.nodes[held.link[1]].powered_off:
+            return                     # no machine to answer: its restart schedules the next retransmission
         self._forget(held)
         nodes = self.world.nodes
         src, dst = nodes[held.link[0]], nodes[held.link[1]]
@@ -261,6 +273,17 @@ class Network:
             if peer is node or not peer.up or (node.name, peer.name) in self.blocked:
                 continue
             self.world.call_later(self._delay(node.name, peer.name), self._reset, peer, peer.incarnation, node.name)
+
+    def node_restarted(self, node):
+        """``node`` runs again: connections that held data for it while its machine was off reach it at their
+        next retransmission (and are reset, their process being gone); what peers send it from now on goes on new
+        connections, not behind them."""
+        if self._held or self._closed_held:
+            for link in [link for link in self._held if link[1] == node.name]:
+                self._close(link)
+            for held in [h for h in self._closed_held if h.link[1] == node.name]:
+                if held.link not in self.blocked:
+                    self._schedule_release(held)
 
     @staticmethod
     def _reset(peer, incarnation, name):

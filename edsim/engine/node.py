@@ -81,6 +81,8 @@ class Node:
             return
         self.up = True
         self.powered_off = False
+        if self.world.network is not None:
+            self.world.network.node_restarted(self)
         for node in self.companions:
             node.restart()
         self.on_restart()

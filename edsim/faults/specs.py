@@ -112,8 +112,9 @@ def pause(target, at, duration) -> Fault:
 
 def slow(target, at, factor, duration) -> Fault:
     """Multiply the latency of every link of ``target`` by ``factor``."""
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:
-        raise FaultError(f"factor={factor!r} is not allowed: factor must be a number >= 1 (how many times slower)")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 <= factor < math.inf:
+        raise FaultError(f"factor={factor!r} is not allowed: factor must be a number >= 1, finite (how many times "
+                         "slower; for a link that carries nothing, use partition or isolate)")
     return Fault("slow", (_target("target", target),), _time("at", at), _time("duration", duration, positive=True),
                  factor=float(factor))
 

@@ -46,6 +46,7 @@ class Broker(Node):
         self.lag_max = config.seconds("replica.lag.time.max.ms")
         self.checkpoint_interval = config.seconds("replica.high.watermark.checkpoint.interval.ms")
         self.heartbeat_interval = config.seconds("broker.heartbeat.interval.ms")
+        self.controller_timeout = config.seconds("controller.socket.timeout.ms")
         self.dirty_expire = config.seconds("edsim.os.dirty.expire.ms")
         flush_check = config["log.flush.scheduler.interval.ms"]
         self.flush_check = flush_check / 1000.0 if flush_check is not None else None
@@ -152,6 +153,16 @@ class Broker(Node):
         self.call_later(TICK, self._tick)
 
     def _heartbeat(self):
+        """BrokerLifecycleManager's heartbeat. Its channel to the controller (NodeToControllerChannelManager) has a
+        request timeout of controller.socket.timeout.ms; a request unanswered that long closes the connection, and
+        the next heartbeat goes on a new one, so a broker cut off from the controller is heard again soon after the
+        heal, not at the old connection's next TCP retransmission. Heartbeats have no response here: a heartbeat
+        unanswered is one the cut connection still holds."""
+        controller = self.cluster.controller.name
+        network = self.world.network
+        since = network.holding_since((self.name, controller))
+        if since is not None and self.now - since >= self.controller_timeout:
+            network.reconnect(self.name, controller)
         self.send(self.cluster.controller.name, P.BrokerHeartbeat(self.id, self.incarnation, self.metadata_offset))
         self.call_later(self.heartbeat_interval, self._heartbeat)
 

@@ -144,6 +144,16 @@ class Controller(Node):
                     return r, True
         return -1, False
 
+    def could_lead(self, state) -> tuple:
+        """The brokers that could lead ``state``'s partition once live: its ISR; with the ISR empty its eligible
+        leader replicas and last known leader (KIP-966); any replica if the topic allows unclean elections."""
+        if self.unclean.get(state.tp[0]):
+            return state.replicas
+        if state.isr:
+            return state.isr
+        last = (state.last_known_leader,) if state.last_known_leader >= 0 else ()
+        return tuple(dict.fromkeys(state.elr + last))
+
     def fence(self, bid):
         self.brokers[bid].fenced = True
         for state in list(self.partitions.values()):

@@ -100,8 +100,7 @@ class GroupCoordinator:
 
     def became_leader(self, replica):
         """Load every group of this partition from its log (offset commits and membership records)."""
-        for group_id in [g for g, grp in self.groups.items() if grp.tp == replica.tp]:
-            del self.groups[group_id]
+        self._unload(replica.tp)
         for batch in replica.log.batches:
             if batch.control is not None:
                 self._resolve(replica.tp, batch.producer_id, batch.control == "COMMIT")
@@ -125,8 +124,22 @@ class GroupCoordinator:
                     group.state = "Stable" if group.members else "Empty"
 
     def lost_leadership(self, replica):
-        for group_id in [g for g, grp in self.groups.items() if grp.tp == replica.tp]:
-            del self.groups[group_id]
+        self._unload(replica.tp)
+
+    def _unload(self, tp):
+        """Forget the groups of ``tp``, answering the members waiting on them with NOT_COORDINATOR, so they look
+        for the new coordinator at once rather than wait out their JoinGroup (GroupMetadataManager.onUnloaded:
+        a rebalancing group completes its join futures, a stable one its sync futures)."""
+        for group_id in [g for g, grp in self.groups.items() if grp.tp == tp]:
+            for member in self.groups.pop(group_id).members.values():
+                if member.join_reply is not None:
+                    corr, reply = member.join_reply
+                    member.join_reply = None
+                    reply(P.JoinGroupResponse(corr, P.NOT_COORDINATOR, member_id=member.member_id))
+                if member.sync_reply is not None:
+                    corr, reply = member.sync_reply
+                    member.sync_reply = None
+                    reply(P.SyncGroupResponse(corr, P.NOT_COORDINATOR))
 
     def _group(self, group_id, create=True):
         replica = self._replica(group_id)
