@@ -95,6 +95,7 @@ class Consumer(Client):
         self.auto_commit_interval = self.config.seconds("auto.commit.interval.ms")
         self.isolation = self.config["isolation.level"]
         self.txn_op = -1                     # the application's open transaction (consume-transform-produce)
+        self.txn_polled = -1                 # the last transaction that records were polled in
         self.assignment: list[tuple] = []
         self.membership = Membership(self, self.config) if self.config["group.id"] else None
         if self.membership is not None:
@@ -384,8 +385,10 @@ class Consumer(Client):
 
     @property
     def waiting_in_poll(self) -> bool:
-        """Is the application blocked in poll() with nothing buffered? Then it has processed all it was given."""
-        return self._data is not None
+        """Is the application blocked in poll() with nothing buffered, and not holding records in an open
+        transaction? Then it has processed, for good, all it was given (consume-transform-produce processes a
+        record when its transaction commits)."""
+        return self._data is not None and (self.txn_op == -1 or self.txn_polled != self.txn_op)
 
     def _buffered(self):
         paused = self.paused_partitions
@@ -421,6 +424,8 @@ class Consumer(Client):
                 room -= len(offsets)
                 parts.append((tp, offsets, values, keys, payloads))
                 history.polls(now, self.name, tp[0], tp[1], values, keys, offsets, op, self.txn_op)
+        if parts and self.txn_op != -1:
+            self.txn_polled = self.txn_op                 # records now ride on the open transaction
         self._fetch_all()
         return Records(parts)
 
