@@ -10,8 +10,9 @@ retransmission that gets through, and what is sent meanwhile queues behind them.
 retries are what recover); *slow* nodes multiply the latency of what they send and receive while the fault lasts
 (a message keeps the delay it was sent with). A message that reaches a crashed process is refused: the sender
 learns of it one latency later, as a TCP reset; a node that crashes resets its open connections the same way and
-what they held is gone. A node that lost power does neither: what is sent to it vanishes, and its peers find out
-by their timeouts. A client that gives up on a connection (a request timeout) opens a new one (``reconnect``),
+what they held is gone. A node that lost power resets nothing: what is sent to it goes unanswered and is
+retransmitted like data on a cut link, until the machine is back and its kernel resets the connection (or
+tcp_retries2 gives up); its peers find out by that, or by their own timeouts. A client that gives up on a connection (a request timeout) opens a new one (``reconnect``),
 which does not queue behind the old one; what the old one still holds is delivered all the same, as the kernel
 keeps sending a closed socket's data.
 """

@@ -85,7 +85,8 @@ def crash(target, at, restart_after=None, power_loss=False) -> Fault:
 
     ``power_loss=True``: the machine loses power. A broker's log also loses what the operating system had not
     written back (appended in the last 30 s and not flushed: see ``Log.lose_unflushed``), and no connection is
-    reset: peers learn of the loss only by their own timeouts."""
+    reset: peers learn of the loss by their own timeouts, or by the reset the machine's kernel answers with once it
+    is back."""
     if not isinstance(power_loss, bool):
         raise FaultError(f"power_loss={power_loss!r} is not allowed: power_loss must be True or False")
     return Fault("crash", (_target("target", target),), _time("at", at),
