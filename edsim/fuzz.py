@@ -147,9 +147,13 @@ def allowed(scenario: Scenario) -> set[str]:
 def power_lost_brokers(scenario: Scenario) -> int:
     """How many broker power losses the schedule holds, at most (``"followers"`` is every follower)."""
     rf = scenario.topic.get("replication.factor", 3)
-    clients = set(_clients("services")) | set(_clients("plain")) | {"controller"}
     return sum(rf - 1 if f.targets[0] == "followers" else 1 for f in scenario.faults
-               if f.kind == "crash" and f.options.get("power_loss") and f.targets[0] not in clients)
+               if f.kind == "crash" and f.options.get("power_loss") and _a_broker(f.targets[0]))
+
+
+def _a_broker(target) -> bool:
+    """Does a fault target name a broker (an id, or a broker's role), not a client or the controller?"""
+    return isinstance(target, int) or target in ("leader", "followers", "coordinator", "txn-coordinator")
 
 
 @dataclass
